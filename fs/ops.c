@@ -1,0 +1,1668 @@
+/* ops: see include/ops.h */
+#include "ops.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "node.h"
+#include "status.h"
+#include "strmap.h"
+
+struct fs {
+	struct store *store;
+	struct save *save;
+	struct fs_config cfg;
+
+	pthread_mutex_t lock;	/* guards nodes, sizes and every node */
+	struct strmap *nodes;	/* path -> struct node * */
+	struct strmap *sizes;	/* path -> struct shown: what the kernel saw */
+};
+
+/* The size and mtime last handed to the kernel for a path. */
+struct shown {
+	size_t size;
+	int64_t mtime;
+};
+
+/* An open file: a node, or a snapshot of a record or .klipy file. */
+struct handle {
+	struct node *node;
+	bool writer;
+	char *snap;
+	size_t snap_len;
+};
+
+/* An open collection directory. */
+struct dir_handle {
+	int64_t gen;		/* listing generation, see store.h */
+	char **ids;		/* companies/: the ids, taken at opendir */
+	size_t nids;
+	char **locals;		/* local files, taken when first reached */
+	size_t nlocals;
+	bool locals_taken;
+};
+
+static struct fs *get_fs(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* Paths */
+
+enum path_kind {
+	P_ROOT,
+	P_COLL,		/* /people */
+	P_ENTRY,	/* /people/<name> */
+	P_META,		/* /.klipy */
+	P_STATUS,	/* /.klipy/status */
+	P_REJ,		/* /.klipy/rejected */
+	P_REJ_COLL,	/* /.klipy/rejected/people */
+	P_REJ_FILE,	/* /.klipy/rejected/people/<name> */
+	P_NONE,
+};
+
+struct fpath {
+	enum path_kind kind;
+	enum coll coll;
+	const char *name;	/* last component for entries */
+	bool record;		/* a record name: <stem>.json, no leading dot */
+	char stem[256];		/* the name without .json */
+};
+
+static const char meta_dir[] = ".klipy";
+
+/* Split "/a/b/c" into up to three components. */
+static int split(const char *path, const char *part[3], size_t len[3])
+{
+	int n = 0;
+
+	while (*path) {
+		const char *end;
+
+		while (*path == '/')
+			path++;
+		if (!*path)
+			break;
+		if (n == 3)
+			return -1;
+		end = strchrnul(path, '/');
+		part[n] = path;
+		len[n++] = end - path;
+		path = end;
+	}
+	return n;
+}
+
+static void classify_entry(struct fpath *fp, const char *name)
+{
+	size_t len = strlen(name);
+
+	fp->name = name;
+	fp->record = name[0] != '.' && len > 5 && len - 5 < sizeof(fp->stem) &&
+		     !strcmp(name + len - 5, ".json");
+	if (fp->record) {
+		memcpy(fp->stem, name, len - 5);
+		fp->stem[len - 5] = '\0';
+	}
+}
+
+static void parse_path(const char *path, struct fpath *fp)
+{
+	const char *part[3];
+	size_t len[3];
+	int n = split(path, part, len), c;
+
+	memset(fp, 0, sizeof(*fp));
+	fp->kind = P_NONE;
+	if (n == 0) {
+		fp->kind = P_ROOT;
+		return;
+	}
+	if (n > 0 && len[0] == strlen(meta_dir) &&
+	    !strncmp(part[0], meta_dir, len[0])) {
+		if (n == 1)
+			fp->kind = P_META;
+		else if (len[1] == 6 && !strncmp(part[1], "status", 6))
+			fp->kind = n == 2 ? P_STATUS : P_NONE;
+		else if (len[1] == 8 && !strncmp(part[1], "rejected", 8))
+			fp->kind = P_REJ;
+		if (fp->kind != P_REJ || n == 2)
+			return;
+		c = coll_lookup(part[2], len[2]);
+		fp->kind = c < 0 ? P_NONE : P_REJ_COLL;
+		fp->coll = c;
+		return;
+	}
+	c = coll_lookup(part[0], len[0]);
+	if (c < 0 || n > 2)
+		return;
+	fp->coll = c;
+	fp->kind = n == 1 ? P_COLL : P_ENTRY;
+	if (n == 2)
+		classify_entry(fp, part[1]);
+}
+
+/*
+ * .klipy/rejected/<coll>/<name> has four components; split() stops at
+ * three, so such paths are recognised here.
+ */
+static void parse_any(const char *path, struct fpath *fp)
+{
+	static const char prefix[] = "/.klipy/rejected/";
+	const char *rest, *slash;
+	int c;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1)) {
+		parse_path(path, fp);
+		return;
+	}
+	rest = path + sizeof(prefix) - 1;
+	slash = strchr(rest, '/');
+	if (!slash || !slash[1] || strchr(slash + 1, '/')) {
+		parse_path(path, fp);
+		return;
+	}
+	memset(fp, 0, sizeof(*fp));
+	c = coll_lookup(rest, slash - rest);
+	fp->kind = c < 0 ? P_NONE : P_REJ_FILE;
+	fp->coll = c < 0 ? 0 : c;
+	fp->name = slash + 1;
+}
+
+/* Attributes */
+
+static void fill_dir(struct fs *fs, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
+}
+
+static void fill_file(struct fs *fs, struct stat *st, mode_t mode,
+		      size_t size, int64_t mtime)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | mode;
+	st->st_nlink = 1;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
+	st->st_size = size;
+	st->st_blocks = (size + 511) / 512;
+	st->st_mtime = st->st_ctime = st->st_atime = mtime;
+}
+
+static mode_t record_mode(enum coll c)
+{
+	return c == COLL_INTERACTIONS ? 0444 : 0644;
+}
+
+/* Remember what the kernel was told; caller holds fs->lock. */
+static void note_shown(struct fs *fs, const char *path, size_t size,
+		       int64_t mtime)
+{
+	struct shown *s = strmap_get(fs->sizes, path);
+
+	if (!s) {
+		s = malloc(sizeof(*s));
+		if (!s || strmap_put(fs->sizes, path, s, NULL)) {
+			free(s);
+			return;
+		}
+	}
+	s->size = size;
+	s->mtime = mtime;
+}
+
+static void fill_node(struct fs *fs, struct stat *st, const struct node *n)
+{
+	if (n->kind == NODE_SYMLINK) {
+		fill_file(fs, st, 0777, strlen(n->link), n->mtime.tv_sec);
+		st->st_mode = S_IFLNK | 0777;
+		return;
+	}
+	fill_file(fs, st, n->mode & 07777, n->len, n->mtime.tv_sec);
+	st->st_mtim = n->mtime;
+}
+
+/* The record id a name stands for, following an alias; NULL if none. */
+static char *resolve_id(struct fs *fs, const char *path,
+			const struct fpath *fp, struct node **local)
+{
+	struct node *n = strmap_get(fs->nodes, path);
+
+	*local = NULL;
+	if (n && n->kind == NODE_ALIAS)
+		return strdup(n->link);
+	if (n) {
+		node_ref(n);
+		*local = n;
+		return NULL;
+	}
+	if (!fp->record || !store_plausible_id(fp->stem))
+		return NULL;
+	return strdup(fp->stem);
+}
+
+static int stat_record(struct fs *fs, enum coll c, const char *id,
+		       struct stat *st, struct cache_record *rec_out)
+{
+	struct cache_record rec;
+	int err;
+
+	err = store_get(fs->store, c, id, false, rec_out != NULL, &rec);
+	if (err)
+		return err;
+	fill_file(fs, st, record_mode(c), rec.len, rec.mtime);
+	if (rec_out)
+		*rec_out = rec;
+	else
+		cache_record_release(&rec);
+	return 0;
+}
+
+static int stat_entry(struct fs *fs, const char *path, const struct fpath *fp,
+		      struct stat *st)
+{
+	struct node *n;
+	char *id;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	id = resolve_id(fs, path, fp, &n);
+	if (n && n->kind != NODE_HIDDEN)
+		fill_node(fs, st, n);
+	pthread_mutex_unlock(&fs->lock);
+	if (n) {
+		err = n->kind == NODE_HIDDEN ? -ENOENT : 0;
+		node_unref(n);
+		return err;
+	}
+	if (!id)
+		return -ENOENT;
+	err = stat_record(fs, fp->coll, id, st, NULL);
+	free(id);
+	if (!err) {
+		pthread_mutex_lock(&fs->lock);
+		note_shown(fs, path, st->st_size, st->st_mtime);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+}
+
+static struct status_source status_of(struct fs *fs)
+{
+	struct status_source src = {
+		.store = fs->store,
+		.save = fs->save,
+		.org_id = fs->cfg.org_id,
+		.org_name = fs->cfg.org_name,
+		.cache_dir = fs->cfg.cache_dir,
+	};
+
+	return src;
+}
+
+static int op_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = get_fs();
+	struct status_source src;
+	struct fpath fp;
+	char *text;
+	size_t len;
+
+	(void)fi;
+	parse_any(path, &fp);
+	switch (fp.kind) {
+	case P_ROOT:
+	case P_COLL:
+	case P_META:
+	case P_REJ:
+	case P_REJ_COLL:
+		fill_dir(fs, st);
+		return 0;
+	case P_STATUS:
+		src = status_of(fs);
+		text = status_text(&src, &len);
+		fill_file(fs, st, 0444, text ? len : 0, time(NULL));
+		free(text);
+		return 0;
+	case P_REJ_FILE:
+		if (save_rejected_text(fs->save, fp.coll, fp.name, &text, &len))
+			return -ENOENT;
+		free(text);
+		fill_file(fs, st, 0644, len, time(NULL));
+		return 0;
+	case P_ENTRY:
+		return stat_entry(fs, path, &fp, st);
+	default:
+		return -ENOENT;
+	}
+}
+
+/* Node table; callers hold fs->lock */
+
+/* Put @n at @path, dropping whatever was there. */
+static int table_put(struct fs *fs, const char *path, struct node *n)
+{
+	void *old = NULL;
+	int err;
+
+	err = node_set_str(&n->path, path);
+	if (!err)
+		err = strmap_put(fs->nodes, path, n, &old);
+	if (err)
+		return err;
+	node_ref(n);
+	node_unref(old);
+	return 0;
+}
+
+static void table_del(struct fs *fs, const char *path)
+{
+	node_unref(strmap_del(fs->nodes, path));
+}
+
+/* Mark a record name as renamed away. */
+static int table_hide(struct fs *fs, const char *path, const char *id)
+{
+	struct node *n = node_new(NODE_HIDDEN, path);
+	int err;
+
+	if (!n)
+		return -ENOMEM;
+	err = node_set_str(&n->id, id);
+	if (!err)
+		err = table_put(fs, path, n);
+	node_unref(n);
+	return err;
+}
+
+/* After a save: the name shows the record again, directly or as an alias. */
+static void settle(struct fs *fs, struct node *n)
+{
+	const struct fpath *fp;
+	struct fpath parsed;
+	struct node *alias;
+
+	if (strmap_get(fs->nodes, n->path) != n || n->writers || n->dirty ||
+	    n->scratch || n->draft || !n->id)
+		return;
+	parse_path(n->path, &parsed);
+	fp = &parsed;
+	if (fp->record && !strcmp(fp->stem, n->id)) {
+		table_del(fs, n->path);
+		return;
+	}
+	alias = node_new(NODE_ALIAS, n->path);
+	if (alias && !node_set_str(&alias->link, n->id))
+		table_put(fs, n->path, alias);
+	node_unref(alias);
+}
+
+/* Saving */
+
+/*
+ * Send what @n holds to the server, unlocked; fs->lock is not held on
+ * entry.  The node is marked clean first, so writes arriving meanwhile
+ * make it dirty again and are saved by the next flush.
+ */
+static int commit(struct fs *fs, struct node *n)
+{
+	struct save_result res = { 0 };
+	struct save_req req = { 0 };
+	struct fpath fp;
+	char *text, *id, *base, *path;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	text = malloc(n->len + 1);
+	if (text) {
+		memcpy(text, n->buf, n->len);
+		text[n->len] = '\0';
+	}
+	req.len = n->len;
+	id = n->id ? strdup(n->id) : NULL;
+	base = n->base ? strdup(n->base) : NULL;
+	req.base_len = n->base_len;
+	req.base_fetched_ms = n->base_fetched_ms;
+	req.base_pending = n->base_pending;
+	path = strdup(n->path);
+	n->dirty = false;
+	pthread_mutex_unlock(&fs->lock);
+	if (!text || !path) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	parse_path(path, &fp);
+	req.coll = fp.coll;
+	req.name = fp.name;
+	req.id = id;
+	req.base = base;
+	req.text = text;
+	err = save_commit(fs->save, &req, &res);
+
+	pthread_mutex_lock(&fs->lock);
+	n->draft = !err && res.draft;
+	if (!err && res.id)
+		node_set_str(&n->id, res.id);
+	if (!err && n->id && !res.draft) {
+		struct cache_record rec;
+
+		if (!cache_record_get(store_cache(fs->store), coll_name(fp.coll),
+				      n->id, &rec)) {
+			node_set_base(n, rec.text, rec.len, rec.fetched_ms,
+				      rec.flags & CACHE_REC_PENDING);
+			cache_record_release(&rec);
+		}
+	}
+	if (res.pending && !n->id)
+		n->draft = true;	/* shown as written until delivered */
+	settle(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	save_result_release(&res);
+out:
+	free(text);
+	free(id);
+	free(base);
+	free(path);
+	return err;
+}
+
+/*
+ * A node for editing record @id at @path, holding its current text (or
+ * nothing when @truncate).  Called without fs->lock.
+ */
+static int edit_node(struct fs *fs, const char *path, enum coll c,
+		     const char *id, bool truncate, struct node **out)
+{
+	struct cache_record rec;
+	struct node *n;
+	int err;
+
+	if (c == COLL_INTERACTIONS)
+		return -EPERM;
+	err = store_get(fs->store, c, id, false, true, &rec);
+	if (err)
+		return err;
+	n = node_new(NODE_FILE, path);
+	err = n ? node_set_str(&n->id, id) : -ENOMEM;
+	if (!err)
+		err = node_set_base(n, rec.text, rec.len, rec.fetched_ms,
+				    rec.flags & CACHE_REC_PENDING);
+	if (!err && !truncate)
+		err = node_set_text(n, rec.text, rec.len);
+	cache_record_release(&rec);
+	if (err) {
+		node_unref(n);
+		return err;
+	}
+	n->mode = record_mode(c);
+	*out = n;
+	return 0;
+}
+
+/* Open and create */
+
+static int open_snapshot(struct fuse_file_info *fi, char *text, size_t len,
+			 bool direct)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		free(text);
+		return -ENOMEM;
+	}
+	h->snap = text;
+	h->snap_len = len;
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = direct;
+	return 0;
+}
+
+static int open_node(struct fuse_file_info *fi, struct node *n, bool writer)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	node_ref(n);
+	h->node = n;
+	h->writer = writer;
+	if (writer)
+		n->writers++;
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	return 0;
+}
+
+static bool wants_write(const struct fuse_file_info *fi)
+{
+	return (fi->flags & O_ACCMODE) != O_RDONLY;
+}
+
+/*
+ * Reading a record serves the text of one version.  The page cache is kept
+ * when the kernel already holds this version; when the size the kernel
+ * last saw differs, reads bypass it, so a stale size can never cut the
+ * text short.
+ */
+static int open_record_read(struct fs *fs, const char *path, enum coll c,
+			    const char *id, struct fuse_file_info *fi)
+{
+	struct cache_record rec;
+	struct shown *s;
+	bool same;
+	int err;
+
+	err = store_get(fs->store, c, id, false, true, &rec);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->lock);
+	s = strmap_get(fs->sizes, path);
+	same = s && s->size == rec.len && s->mtime == rec.mtime;
+	pthread_mutex_unlock(&fs->lock);
+	err = open_snapshot(fi, rec.text, rec.len, !same);
+	if (!err)
+		fi->keep_cache = same;
+	return err;
+}
+
+static int open_entry(struct fs *fs, const char *path, const struct fpath *fp,
+		      struct fuse_file_info *fi)
+{
+	bool write = wants_write(fi), trunc = fi->flags & O_TRUNC;
+	struct node *n, *mine = NULL;
+	char *id;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	id = resolve_id(fs, path, fp, &n);
+	if (n && n->kind == NODE_FILE) {
+		if (write && trunc) {
+			node_truncate(n, 0);
+			n->dirty = true;
+		}
+		err = open_node(fi, n, write);
+	} else {
+		err = n ? -ENOENT : 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (n) {
+		node_unref(n);
+		free(id);
+		return err;
+	}
+	if (!id)
+		return -ENOENT;
+	if (!write) {
+		err = open_record_read(fs, path, fp->coll, id, fi);
+		free(id);
+		return err;
+	}
+
+	err = edit_node(fs, path, fp->coll, id, trunc, &mine);
+	free(id);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->lock);
+	n = strmap_get(fs->nodes, path);
+	if (!n || n->kind != NODE_FILE) {
+		n = mine;
+		err = table_put(fs, path, n);
+	}
+	if (!err) {
+		if (trunc && n != mine) {
+			node_truncate(n, 0);
+			n->dirty = true;
+		}
+		mine->dirty = trunc;
+		err = open_node(fi, n, true);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	node_unref(mine);
+	return err;
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	struct fs *fs = get_fs();
+	struct status_source src;
+	struct fpath fp;
+	char *text;
+	size_t len;
+	int err;
+
+	parse_any(path, &fp);
+	switch (fp.kind) {
+	case P_STATUS:
+		if (wants_write(fi))
+			return -EACCES;
+		src = status_of(fs);
+		text = status_text(&src, &len);
+		return text ? open_snapshot(fi, text, len, true) : -ENOMEM;
+	case P_REJ_FILE:
+		if (wants_write(fi))
+			return -EACCES;
+		err = save_rejected_text(fs->save, fp.coll, fp.name, &text,
+					 &len);
+		return err ? err : open_snapshot(fi, text, len, true);
+	case P_ENTRY:
+		return open_entry(fs, path, &fp, fi);
+	default:
+		return -EISDIR;
+	}
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = get_fs();
+	struct cache_record rec = { 0 };
+	struct node *n, *old;
+	struct fpath fp;
+	int err = 0;
+
+	parse_path(path, &fp);
+	if (fp.kind != P_ENTRY)
+		return -EACCES;
+	n = node_new(NODE_FILE, path);
+	if (!n)
+		return -ENOMEM;
+	n->mode = mode & 07777;
+	n->dirty = fp.record;
+	n->scratch = !fp.record;
+	n->draft = fp.record;
+
+	/* A record renamed away and written anew is an update of it. */
+	pthread_mutex_lock(&fs->lock);
+	old = strmap_get(fs->nodes, path);
+	if (old && (old->kind == NODE_HIDDEN || old->kind == NODE_ALIAS))
+		err = node_set_str(&n->id, old->kind == NODE_HIDDEN ?
+				   old->id : old->link);
+	pthread_mutex_unlock(&fs->lock);
+	if (!err && n->id && fp.coll == COLL_INTERACTIONS)
+		err = -EPERM;
+	if (!err && n->id) {
+		n->draft = false;
+		n->mode = record_mode(fp.coll);
+		if (!store_get(fs->store, fp.coll, n->id, true, true, &rec))
+			err = node_set_base(n, rec.text, rec.len,
+					    rec.fetched_ms,
+					    rec.flags & CACHE_REC_PENDING);
+		cache_record_release(&rec);
+	}
+
+	pthread_mutex_lock(&fs->lock);
+	if (!err)
+		err = table_put(fs, path, n);
+	if (!err)
+		err = open_node(fi, n, true);
+	pthread_mutex_unlock(&fs->lock);
+	node_unref(n);
+	return err;
+}
+
+/* Reading and writing */
+
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = get_fs();
+	size_t n;
+
+	(void)path;
+	if (h->node) {
+		pthread_mutex_lock(&fs->lock);
+		n = node_read(h->node, buf, size, off);
+		pthread_mutex_unlock(&fs->lock);
+		return n;
+	}
+	if (off >= (off_t)h->snap_len)
+		return 0;
+	n = h->snap_len - off < size ? h->snap_len - off : size;
+	memcpy(buf, h->snap + off, n);
+	return n;
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = get_fs();
+	int err;
+
+	(void)path;
+	if (!h->node || !h->writer)
+		return -EBADF;
+	pthread_mutex_lock(&fs->lock);
+	err = node_write(h->node, buf, size, off);
+	if (!err) {
+		h->node->dirty = true;
+		clock_gettime(CLOCK_REALTIME, &h->node->mtime);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return err ? err : (int)size;
+}
+
+/* True when @n holds a save that should go out now. */
+static bool due(struct fs *fs, struct node *n, bool last_writer_only)
+{
+	bool ret;
+
+	pthread_mutex_lock(&fs->lock);
+	ret = n->kind == NODE_FILE && n->dirty && !n->scratch &&
+	      strmap_get(fs->nodes, n->path) == n &&
+	      (!last_writer_only || n->writers <= 1);
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+/*
+ * close() reports what flush returns, so the save happens here, once the
+ * last writer closes; a file still open elsewhere saves at its last close.
+ */
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)path;
+	if (!h->node || !h->writer || !due(get_fs(), h->node, true))
+		return 0;
+	return commit(get_fs(), h->node);
+}
+
+static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)path;
+	(void)datasync;
+	if (!h->node || !due(get_fs(), h->node, false))
+		return 0;
+	return commit(get_fs(), h->node);
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = get_fs();
+	struct node *n = h->node;
+	bool leftover = false;
+
+	(void)path;
+	if (n) {
+		pthread_mutex_lock(&fs->lock);
+		if (h->writer)
+			n->writers--;
+		leftover = !n->writers;
+		pthread_mutex_unlock(&fs->lock);
+		/* Saves that missed their flush (a writer raced it) go now. */
+		if (leftover && due(fs, n, false))
+			commit(fs, n);
+		pthread_mutex_lock(&fs->lock);
+		settle(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+		node_unref(n);
+	}
+	free(h->snap);
+	free(h);
+	return 0;
+}
+
+/*
+ * A truncate by name (truncate(1), or O_TRUNC without atomic support) is
+ * a whole edit: the record is saved at once.
+ */
+static int truncate_record(struct fs *fs, const char *path,
+			   const struct fpath *fp, off_t size)
+{
+	struct node *n, *local;
+	char *id;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	id = resolve_id(fs, path, fp, &local);
+	if (local && local->kind == NODE_FILE) {
+		err = node_truncate(local, size);
+		local->dirty = !err;
+	} else {
+		err = local ? -ENOENT : 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (local) {
+		if (!err && !local->writers && due(fs, local, false))
+			err = commit(fs, local);
+		node_unref(local);
+		free(id);
+		return err;
+	}
+	if (!id)
+		return -ENOENT;
+	err = edit_node(fs, path, fp->coll, id, false, &n);
+	free(id);
+	if (err)
+		return err;
+	err = node_truncate(n, size);
+	n->dirty = true;
+	pthread_mutex_lock(&fs->lock);
+	if (!err)
+		err = table_put(fs, path, n);
+	pthread_mutex_unlock(&fs->lock);
+	if (!err)
+		err = commit(fs, n);
+	pthread_mutex_lock(&fs->lock);
+	if (strmap_get(fs->nodes, path) == n && !n->writers)
+		table_del(fs, path);
+	pthread_mutex_unlock(&fs->lock);
+	node_unref(n);
+	return err;
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct fs *fs = get_fs();
+	struct fpath fp;
+	int err;
+
+	if (h && h->node) {
+		pthread_mutex_lock(&fs->lock);
+		err = node_truncate(h->node, size);
+		if (!err) {
+			h->node->dirty = true;
+			clock_gettime(CLOCK_REALTIME, &h->node->mtime);
+		}
+		pthread_mutex_unlock(&fs->lock);
+		return err;
+	}
+	parse_path(path, &fp);
+	if (fp.kind != P_ENTRY)
+		return -EACCES;
+	return truncate_record(fs, path, &fp, size);
+}
+
+/* Metadata no-ops: records keep the server's mode and times. */
+
+static int with_local(const char *path, void (*fn)(struct node *, void *),
+		      void *arg)
+{
+	struct fs *fs = get_fs();
+	struct stat st;
+	struct node *n;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	n = strmap_get(fs->nodes, path);
+	if (n && n->kind == NODE_FILE && n->scratch)
+		fn(n, arg);
+	pthread_mutex_unlock(&fs->lock);
+	if (n && n->kind != NODE_HIDDEN)
+		return 0;
+	err = op_getattr(path, &st, NULL);
+	return err;
+}
+
+static void set_mode(struct node *n, void *arg)
+{
+	n->mode = *(mode_t *)arg & 07777;
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)fi;
+	return with_local(path, set_mode, &mode);
+}
+
+static void no_change(struct node *n, void *arg)
+{
+	(void)n;
+	(void)arg;
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	(void)uid;
+	(void)gid;
+	(void)fi;
+	return with_local(path, no_change, NULL);
+}
+
+static void set_mtime(struct node *n, void *arg)
+{
+	const struct timespec *tv = arg;
+
+	if (tv[1].tv_nsec == UTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &n->mtime);
+	else if (tv[1].tv_nsec != UTIME_OMIT)
+		n->mtime = tv[1];
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	struct timespec now[2] = { { 0, UTIME_NOW }, { 0, UTIME_NOW } };
+
+	(void)fi;
+	return with_local(path, set_mtime, tv ? (void *)tv : now);
+}
+
+/* Names: unlink, rename, symlink */
+
+static int unlink_record(struct fs *fs, const char *path, enum coll c,
+			 const char *id)
+{
+	struct stat st;
+	int err;
+
+	if (c == COLL_INTERACTIONS)
+		return -EPERM;
+	err = stat_record(fs, c, id, &st, NULL);
+	if (!err)
+		err = save_delete(fs->save, c, id);
+	if (!err || err == -ENOENT) {
+		pthread_mutex_lock(&fs->lock);
+		table_del(fs, path);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return err;
+}
+
+static int op_unlink(const char *path)
+{
+	struct fs *fs = get_fs();
+	struct node *n;
+	struct fpath fp;
+	char *id;
+	int err;
+
+	parse_any(path, &fp);
+	if (fp.kind == P_REJ_FILE)
+		return save_rejected_remove(fs->save, fp.coll, fp.name);
+	if (fp.kind != P_ENTRY)
+		return -EPERM;
+
+	pthread_mutex_lock(&fs->lock);
+	id = resolve_id(fs, path, &fp, &n);
+	err = 0;
+	if (n && n->kind == NODE_HIDDEN) {
+		err = -ENOENT;
+	} else if (n && (n->scratch || !n->id)) {
+		table_del(fs, path);
+	} else if (n) {
+		id = strdup(n->id);	/* a record being edited */
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (n && !id) {
+		node_unref(n);
+		return err;
+	}
+	node_unref(n);
+	if (!id)
+		return -ENOENT;
+	err = unlink_record(fs, path, fp.coll, id);
+	free(id);
+	return err;
+}
+
+/* Where a save onto @path goes: the record it names, or NULL (a create). */
+static char *save_target(struct fs *fs, const char *path,
+			 const struct fpath *fp)
+{
+	struct node *n;
+	struct stat st;
+	char *id;
+
+	pthread_mutex_lock(&fs->lock);
+	n = strmap_get(fs->nodes, path);
+	if (n && n->kind == NODE_HIDDEN)
+		id = strdup(n->id);
+	else if (n && n->kind == NODE_ALIAS)
+		id = strdup(n->link);
+	else if (n && n->kind == NODE_FILE)
+		id = n->id ? strdup(n->id) : NULL;
+	else if (store_plausible_id(fp->stem))
+		id = strdup(fp->stem);
+	else
+		id = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (id && (!n || n->kind == NODE_FILE) && !n &&
+	    stat_record(fs, fp->coll, id, &st, NULL)) {
+		free(id);
+		id = NULL;
+	}
+	return id;
+}
+
+/*
+ * A local file renamed onto a record name is a save of that record.  When
+ * no one has it open the save happens now and its result is rename's;
+ * otherwise it happens at the last close.
+ */
+static int rename_save(struct fs *fs, struct node *src, const char *from,
+		       const char *to, const struct fpath *tp)
+{
+	struct cache_record rec = { 0 };
+	char *id = save_target(fs, to, tp);
+	bool open;
+	int err = 0;
+
+	if (id && tp->coll == COLL_INTERACTIONS) {
+		free(id);
+		return -EPERM;
+	}
+	if (id && store_get(fs->store, tp->coll, id, true, true, &rec))
+		memset(&rec, 0, sizeof(rec));
+
+	pthread_mutex_lock(&fs->lock);
+	err = node_set_str(&src->id, id);
+	if (!err)
+		err = node_set_base(src, rec.text, rec.len, rec.fetched_ms,
+				    rec.flags & CACHE_REC_PENDING);
+	if (!err) {
+		src->scratch = false;
+		src->draft = !id;
+		src->dirty = true;
+		src->mode = record_mode(tp->coll);
+		node_ref(src);
+		table_del(fs, from);
+		err = table_put(fs, to, src);
+	}
+	open = src->writers > 0;
+	pthread_mutex_unlock(&fs->lock);
+	cache_record_release(&rec);
+	free(id);
+	if (err || open) {
+		if (!err || open)
+			node_unref(src);
+		return err;
+	}
+	err = commit(fs, src);
+	pthread_mutex_lock(&fs->lock);
+	if (err && strmap_get(fs->nodes, to) == src) {
+		/* Refused: the source keeps its name and text, the record stays. */
+		table_del(fs, to);
+		src->scratch = true;
+		src->dirty = false;
+		table_put(fs, from, src);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	node_unref(src);
+	return err;
+}
+
+/* A record renamed to a scratch name: a local copy; the server is untouched. */
+static int rename_away(struct fs *fs, const char *from,
+		       const struct fpath *fp, const char *to)
+{
+	struct cache_record rec;
+	struct node *copy, *n;
+	char *id;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	id = resolve_id(fs, from, fp, &n);
+	pthread_mutex_unlock(&fs->lock);
+	if (n) {
+		node_unref(n);
+		free(id);
+		return -ENOENT;
+	}
+	if (!id)
+		return -ENOENT;
+	err = store_get(fs->store, fp->coll, id, true, true, &rec);
+	if (err) {
+		free(id);
+		return err;
+	}
+	copy = node_new(NODE_FILE, to);
+	err = copy ? node_set_text(copy, rec.text, rec.len) : -ENOMEM;
+	cache_record_release(&rec);
+	if (!err) {
+		copy->scratch = true;
+		copy->mode = record_mode(fp->coll);
+		copy->mtime.tv_sec = rec.mtime;
+		copy->mtime.tv_nsec = 0;
+		pthread_mutex_lock(&fs->lock);
+		err = table_put(fs, to, copy);
+		if (!err)
+			err = table_hide(fs, from, id);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	node_unref(copy);
+	free(id);
+	return err;
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct fs *fs = get_fs();
+	struct fpath fp, tp;
+	struct stat st;
+	struct node *src;
+
+	parse_path(from, &fp);
+	parse_path(to, &tp);
+	if (fp.kind != P_ENTRY || tp.kind != P_ENTRY)
+		return -EPERM;
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && !op_getattr(to, &st, NULL))
+		return -EEXIST;
+	if (!strcmp(from, to))
+		return 0;
+
+	pthread_mutex_lock(&fs->lock);
+	src = strmap_get(fs->nodes, from);
+	if (src && src->kind != NODE_FILE && src->kind != NODE_SYMLINK)
+		src = NULL;
+	if (src)
+		node_ref(src);
+	pthread_mutex_unlock(&fs->lock);
+
+	if (src && src->kind == NODE_FILE && tp.record)
+		return rename_save(fs, src, from, to, &tp);
+	if (src) {
+		int err;
+
+		if (tp.record) {
+			node_unref(src);
+			return -EPERM;	/* symlinks to record names */
+		}
+		pthread_mutex_lock(&fs->lock);
+		table_del(fs, from);
+		err = table_put(fs, to, src);
+		pthread_mutex_unlock(&fs->lock);
+		node_unref(src);
+		return err;
+	}
+	if (!tp.record)
+		return rename_away(fs, from, &fp, to);
+	log_info("cannot rename '%s' to '%s': records keep their names; copy "
+		 "the file to make a new record", from + 1, to + 1);
+	return -EPERM;
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+	struct fs *fs = get_fs();
+	struct fpath fp;
+	struct node *n;
+	int err;
+
+	parse_path(path, &fp);
+	if (fp.kind != P_ENTRY || fp.record)
+		return -EPERM;
+	n = node_new(NODE_SYMLINK, path);
+	if (!n)
+		return -ENOMEM;
+	n->scratch = true;
+	err = node_set_str(&n->link, target);
+	pthread_mutex_lock(&fs->lock);
+	if (!err && strmap_get(fs->nodes, path))
+		err = -EEXIST;
+	if (!err)
+		err = table_put(fs, path, n);
+	pthread_mutex_unlock(&fs->lock);
+	node_unref(n);
+	return err;
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+	struct fs *fs = get_fs();
+	struct node *n;
+	int err = -EINVAL;
+
+	pthread_mutex_lock(&fs->lock);
+	n = strmap_get(fs->nodes, path);
+	if (!n)
+		err = -ENOENT;
+	if (n && n->kind == NODE_SYMLINK && size) {
+		snprintf(buf, size, "%s", n->link);
+		err = 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+	(void)path;
+	(void)mode;
+	return -EPERM;
+}
+
+static int op_rmdir(const char *path)
+{
+	(void)path;
+	return -EPERM;
+}
+
+static int op_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return -EPERM;
+}
+
+static int op_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = sv->f_frsize = 4096;
+	sv->f_blocks = sv->f_bfree = sv->f_bavail = 1 << 20;
+	sv->f_files = sv->f_ffree = 1 << 20;
+	sv->f_namemax = 255;
+	return 0;
+}
+
+/* Directories */
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct fs *fs = get_fs();
+	struct dir_handle *d;
+	struct fpath fp;
+	int err = 0;
+
+	parse_path(path, &fp);
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	if (fp.kind == P_COLL && fp.coll == COLL_COMPANIES)
+		err = store_companies(fs->store, &d->ids, &d->nids);
+	else if (fp.kind == P_COLL)
+		err = store_list_begin(fs->store, fp.coll, &d->gen);
+	if (err) {
+		free(d);
+		return err;
+	}
+	fi->fh = (uintptr_t)d;
+	return 0;
+}
+
+static void free_names(char **names, size_t n)
+{
+	while (n > 0)
+		free(names[--n]);
+	free(names);
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)path;
+	if (d) {
+		free_names(d->ids, d->nids);
+		free_names(d->locals, d->nlocals);
+		free(d);
+	}
+	return 0;
+}
+
+/*
+ * Offsets of collection entries encode where the listing stands, so a
+ * reader that stops early (ls -U | head) costs only the pages it reached:
+ *   1, 2                    . and ..
+ *   1<<40 | page<<20 | i+1  listing entries
+ *   2<<40 | i+1             local files (scratch files, drafts)
+ */
+#define OFF_LIST (1LL << 40)
+#define OFF_LOCAL (2LL << 40)
+#define OFF_PAGE_SHIFT 20
+#define OFF_POS_MASK ((1LL << OFF_PAGE_SHIFT) - 1)
+
+struct lister {
+	struct fs *fs;
+	const char *dir;	/* "/people" */
+	enum coll coll;
+	void *buf;
+	fuse_fill_dir_t filler;
+};
+
+/* Emit one record entry with its attributes; returns 1 when full. */
+static int emit_record(struct lister *l, const char *id, off_t next)
+{
+	struct cache_record rec;
+	char path[512], name[300];
+	struct stat st;
+	struct node *n;
+	bool plus;
+
+	snprintf(name, sizeof(name), "%s.json", id);
+	snprintf(path, sizeof(path), "%s/%s", l->dir, name);
+	plus = !cache_record_stat(store_cache(l->fs->store),
+				  coll_name(l->coll), id, &rec);
+	pthread_mutex_lock(&l->fs->lock);
+	n = strmap_get(l->fs->nodes, path);
+	if (n && n->kind == NODE_HIDDEN) {
+		pthread_mutex_unlock(&l->fs->lock);
+		return 0;
+	}
+	if (n && n->kind == NODE_FILE)
+		fill_node(l->fs, &st, n);
+	else if (plus)
+		fill_file(l->fs, &st, record_mode(l->coll), rec.len, rec.mtime);
+	else
+		fill_file(l->fs, &st, record_mode(l->coll), 0, 0);
+	plus = plus || (n && n->kind == NODE_FILE);
+	if (plus)
+		note_shown(l->fs, path, st.st_size, st.st_mtime);
+	pthread_mutex_unlock(&l->fs->lock);
+	return l->filler(l->buf, name, &st, next, plus ? FUSE_FILL_DIR_PLUS : 0);
+}
+
+static int list_pages(struct lister *l, struct dir_handle *d, unsigned page,
+		      size_t pos)
+{
+	struct store_page p;
+	int err = 0;
+
+	for (;; page++, pos = 0) {
+		size_t i;
+
+		err = store_list_page(l->fs->store, l->coll, d->gen, page, &p);
+		if (err == -ENOENT)
+			return 0;
+		if (err)
+			return err;
+		for (i = pos; i < p.n; i++) {
+			off_t next = OFF_LIST | ((off_t)page << OFF_PAGE_SHIFT) |
+				     (i + 1);
+
+			if (emit_record(l, p.ids[i], next)) {
+				store_page_release(&p);
+				return 1;
+			}
+		}
+		if (p.last) {
+			store_page_release(&p);
+			return 0;
+		}
+		store_page_release(&p);
+	}
+}
+
+static int list_companies(struct lister *l, struct dir_handle *d, size_t pos)
+{
+	size_t i;
+
+	for (i = pos; i < d->nids; i++)
+		if (emit_record(l, d->ids[i], OFF_LIST | (i + 1)))
+			return 1;
+	return 0;
+}
+
+struct local_walk {
+	const char *prefix;	/* "/people/" */
+	struct dir_handle *d;
+};
+
+static int take_local(void *arg, const char *key, void *value)
+{
+	struct local_walk *w = arg;
+	struct node *n = value;
+	const char *name = key + strlen(w->prefix);
+	struct fpath fp;
+	char **p;
+
+	if (strncmp(key, w->prefix, strlen(w->prefix)) ||
+	    (n->kind != NODE_FILE && n->kind != NODE_SYMLINK))
+		return 0;
+	/* A record being edited is already in the listing. */
+	classify_entry(&fp, name);
+	if (n->id && fp.record && !strcmp(fp.stem, n->id))
+		return 0;
+	p = realloc(w->d->locals, (w->d->nlocals + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	w->d->locals = p;
+	p[w->d->nlocals] = strdup(name);
+	if (p[w->d->nlocals])
+		w->d->nlocals++;
+	return 0;
+}
+
+static int list_locals(struct lister *l, struct dir_handle *d, size_t pos)
+{
+	char prefix[64], path[512];
+	struct local_walk w = { prefix, d };
+	struct stat st;
+	size_t i;
+
+	snprintf(prefix, sizeof(prefix), "%s/", l->dir);
+	if (!d->locals_taken) {
+		pthread_mutex_lock(&l->fs->lock);
+		strmap_foreach(l->fs->nodes, take_local, &w);
+		pthread_mutex_unlock(&l->fs->lock);
+		d->locals_taken = true;
+	}
+	for (i = pos; i < d->nlocals; i++) {
+		snprintf(path, sizeof(path), "%s%s", prefix, d->locals[i]);
+		if (op_getattr(path, &st, NULL))
+			continue;
+		if (l->filler(l->buf, d->locals[i], &st, OFF_LOCAL | (i + 1),
+			      FUSE_FILL_DIR_PLUS))
+			return 1;
+	}
+	return 0;
+}
+
+static int readdir_coll(struct fs *fs, const char *path, struct fpath *fp,
+			void *buf, fuse_fill_dir_t filler, off_t off,
+			struct dir_handle *d)
+{
+	struct lister l = { fs, path, fp->coll, buf, filler };
+	struct stat st;
+	int ret;
+
+	fill_dir(fs, &st);
+	if (off < 1 && filler(buf, ".", &st, 1, 0))
+		return 0;
+	if (off < 2 && filler(buf, "..", &st, 2, 0))
+		return 0;
+	if (off < OFF_LOCAL) {
+		size_t pos = off >= OFF_LIST ? off & OFF_POS_MASK : 0;
+		unsigned page = off >= OFF_LIST ?
+				(off & (OFF_LIST - 1)) >> OFF_PAGE_SHIFT : 0;
+
+		ret = fp->coll == COLL_COMPANIES ?
+		      list_companies(&l, d, pos) :
+		      list_pages(&l, d, page, pos);
+		if (ret)
+			return ret < 0 ? ret : 0;
+		off = OFF_LOCAL;
+	}
+	ret = list_locals(&l, d, off > OFF_LOCAL ? off & OFF_POS_MASK : 0);
+	return ret < 0 ? ret : 0;
+}
+
+/* Small fixed directories are listed whole, without offsets. */
+static int readdir_fixed(struct fs *fs, struct fpath *fp, void *buf,
+			 fuse_fill_dir_t filler)
+{
+	static const char *const root[] = { "people", "companies",
+					     "interactions", meta_dir };
+	char **names = NULL;
+	size_t n = 0, i;
+	struct stat st;
+	int c;
+
+	fill_dir(fs, &st);
+	filler(buf, ".", &st, 0, 0);
+	filler(buf, "..", &st, 0, 0);
+	switch (fp->kind) {
+	case P_ROOT:
+		for (i = 0; i < 4; i++)
+			filler(buf, root[i], &st, 0, 0);
+		return 0;
+	case P_META:
+		filler(buf, "rejected", &st, 0, 0);
+		fill_file(fs, &st, 0444, 0, time(NULL));
+		filler(buf, "status", &st, 0, 0);
+		return 0;
+	case P_REJ:
+		for (c = 0; c < COLL_COUNT; c++)
+			filler(buf, coll_name(c), &st, 0, 0);
+		return 0;
+	case P_REJ_COLL:
+		if (save_rejected_names(fs->save, fp->coll, &names, &n))
+			return -EIO;
+		fill_file(fs, &st, 0644, 0, time(NULL));
+		for (i = 0; i < n; i++)
+			filler(buf, names[i], &st, 0, 0);
+		free_names(names, n);
+		return 0;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct fs *fs = get_fs();
+	struct fpath fp;
+
+	(void)flags;
+	parse_path(path, &fp);
+	if (fp.kind == P_COLL)
+		return readdir_coll(fs, path, &fp, buf, filler, off, d);
+	return readdir_fixed(fs, &fp, buf, filler);
+}
+
+/* Lifecycle */
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct fs *fs = get_fs();
+
+	cfg->entry_timeout = fs->cfg.ttl_s;
+	cfg->attr_timeout = fs->cfg.ttl_s;
+	cfg->negative_timeout = 0;
+	cfg->hard_remove = 1;
+	cfg->use_ino = 0;
+	cfg->kernel_cache = 0;
+	cfg->auto_cache = 0;
+	conn->want |= conn->capable & FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	return fs;
+}
+
+/* Called when the file system is unmounted: pending saves get their chance. */
+static void op_destroy(void *private_data)
+{
+	struct fs *fs = private_data;
+
+	save_free(fs->save, fs->cfg.grace_s);
+	fs->save = NULL;
+}
+
+static const struct fuse_operations operations = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.chmod = op_chmod,
+	.chown = op_chown,
+	.truncate = op_truncate,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.statfs = op_statfs,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.create = op_create,
+	.utimens = op_utimens,
+};
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &operations;
+}
+
+/* A queued create reached the server: its name now stands for the record. */
+static void on_created(void *arg, enum coll c, const char *name,
+		       const char *id)
+{
+	struct fs *fs = arg;
+	char path[512];
+	struct node *n;
+
+	snprintf(path, sizeof(path), "/%s/%s", coll_name(c), name);
+	pthread_mutex_lock(&fs->lock);
+	n = strmap_get(fs->nodes, path);
+	if (n && n->kind == NODE_FILE && !n->id && !n->writers) {
+		n->draft = false;
+		if (id && !node_set_str(&n->id, id))
+			settle(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+	int err;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->store = store;
+	fs->cfg = *cfg;
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->nodes = strmap_new();
+	fs->sizes = strmap_new();
+	if (!fs->nodes || !fs->sizes) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = save_new(store, on_created, fs, &fs->save);
+	if (err)
+		goto fail;
+	*out = fs;
+	return 0;
+fail:
+	strmap_free(fs->nodes, NULL);
+	strmap_free(fs->sizes, NULL);
+	free(fs);
+	return err;
+}
+
+static void unref_value(void *v)
+{
+	node_unref(v);
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	save_free(fs->save, fs->cfg.grace_s);
+	strmap_free(fs->nodes, unref_value);
+	strmap_free(fs->sizes, free);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}

@@ -1,0 +1,750 @@
+/* save: see include/save.h */
+#include "save.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "record.h"
+
+/* The server refuses bodies over 1 MiB; no need to ask it. */
+#define MAX_BODY (1024 * 1024)
+
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
+
+struct save {
+	struct store *store;
+	struct cache *cache;
+	struct api *api;
+	save_created_fn created;
+	void *created_arg;
+
+	pthread_mutex_t lock;	/* guards the fields below and journal order */
+	pthread_cond_t wake;
+	pthread_t thread;
+	bool stopping;
+	int64_t deadline_ms;	/* when stopping: give up after this */
+	uint64_t seq;		/* last journal key suffix handed out */
+};
+
+/* Refusals */
+
+static void rejected_key(char *key, size_t size, enum coll c,
+			 const char *name)
+{
+	snprintf(key, size, "%s/%s", coll_name(c), name);
+}
+
+/*
+ * Keep the user's text under .klipy/rejected/ and say why in one line.
+ * Returns @err for the caller to pass on.
+ */
+static int reject(struct save *sv, enum coll c, const char *name,
+		  const char *text, size_t len, int err, const char *why)
+{
+	char key[512], *val;
+	cJSON *o = cJSON_CreateObject();
+
+	rejected_key(key, sizeof(key), c, name);
+	cJSON_AddStringToObject(o, "reason", why);
+	cJSON_AddStringToObject(o, "errno", strerror(-err));
+	cJSON_AddItemToObject(o, "text", cJSON_CreateString(text));
+	val = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (val && !cache_blob_put(sv->cache, CACHE_REJECTED, key, val,
+				   strlen(val)))
+		log_err("cannot save '%s/%s': %s; the text is kept in "
+			".klipy/rejected/%s", coll_name(c), name, why, key);
+	else
+		log_err("cannot save '%s/%s': %s; keeping the text failed too",
+			coll_name(c), name, why);
+	free(val);
+	(void)len;
+	return err;
+}
+
+static int reject_api(struct save *sv, enum coll c, const char *name,
+		      const char *text, size_t len, int err,
+		      const struct api_error *ae)
+{
+	char why[1024];
+
+	api_error_describe(ae, why, sizeof(why));
+	return reject(sv, c, name, text, len, err, why);
+}
+
+/* Journal */
+
+static void journal_key(struct save *sv, char *key, size_t size)
+{
+	pthread_mutex_lock(&sv->lock);
+	snprintf(key, size, "%020" PRId64 "-%06" PRIu64, store_now_ms(),
+		 ++sv->seq % 1000000);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static int journal_put(struct save *sv, const char *key, const cJSON *entry)
+{
+	char *val = cJSON_PrintUnformatted(entry);
+	int err;
+
+	if (!val)
+		return -ENOMEM;
+	err = cache_blob_put(sv->cache, CACHE_JOURNAL, key, val, strlen(val));
+	free(val);
+	return err;
+}
+
+/*
+ * Queue a save the server could not take.  The entry holds what to send
+ * and the user's text, so a refusal later can still show it.
+ */
+static int enqueue(struct save *sv, const char *method, enum coll c,
+		   const char *name, const char *id, const cJSON *body,
+		   const char *text)
+{
+	cJSON *e = cJSON_CreateObject();
+	char key[64];
+	int err;
+
+	cJSON_AddStringToObject(e, "method", method);
+	cJSON_AddStringToObject(e, "coll", coll_name(c));
+	cJSON_AddStringToObject(e, "name", name ? name : "");
+	if (id)
+		cJSON_AddStringToObject(e, "id", id);
+	if (body)
+		cJSON_AddItemToObject(e, "body", cJSON_Duplicate(body, true));
+	cJSON_AddStringToObject(e, "text", text ? text : "");
+	cJSON_AddNumberToObject(e, "attempts", 0);
+	journal_key(sv, key, sizeof(key));
+	err = journal_put(sv, key, e);
+	cJSON_Delete(e);
+	if (err) {
+		log_err("cannot queue the save of '%s/%s': %s", coll_name(c),
+			name, strerror(-err));
+		return err;
+	}
+	log_warn("the API is unreachable: '%s %s/%s' is queued and will be "
+		 "retried", method, coll_name(c), name);
+	pthread_mutex_lock(&sv->lock);
+	pthread_cond_signal(&sv->wake);
+	pthread_mutex_unlock(&sv->lock);
+	return 0;
+}
+
+struct find_arg {
+	const char *coll;
+	const char *id;
+	bool found;
+};
+
+static int find_entry(void *arg, const char *key, const char *val, size_t len)
+{
+	struct find_arg *fa = arg;
+	cJSON *e = cJSON_ParseWithLength(val, len);
+	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
+
+	(void)key;
+	if (c && id && !strcmp(c, fa->coll) && !strcmp(id, fa->id))
+		fa->found = true;
+	cJSON_Delete(e);
+	return fa->found;
+}
+
+/* True when an earlier save of the record still waits in the journal. */
+static bool queued_behind(struct save *sv, enum coll c, const char *id)
+{
+	struct find_arg fa = { coll_name(c), id, false };
+
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_entry, &fa);
+	return fa.found;
+}
+
+/* Creates */
+
+/* What a create sends: the user's object without server-owned fields. */
+static cJSON *create_body(enum coll c, const char *name, cJSON *edited)
+{
+	cJSON *body = cJSON_CreateObject();
+	const cJSON *f;
+	size_t stem;
+
+	cJSON_ArrayForEach(f, edited) {
+		if (f->string && !record_field_readonly(f->string))
+			cJSON_AddItemToObject(body, f->string,
+					      cJSON_Duplicate(f, true));
+	}
+	stem = strlen(name) - strlen(".json");
+	if (c == COLL_PEOPLE && memchr(name, '@', stem) &&
+	    !cJSON_GetObjectItemCaseSensitive(body, "email")) {
+		char *email = strndup(name, stem);
+
+		cJSON_AddStringToObject(body, "email", email);
+		free(email);
+	}
+	return body;
+}
+
+static bool is_upsert(enum coll c, const char *name)
+{
+	return c == COLL_PEOPLE && strchr(name, '@');
+}
+
+/*
+ * Send a create and cache the record it made.  An interaction create
+ * answers only {id, isDuplicate}, so the record is fetched after it.
+ */
+static int send_create(struct save *sv, enum coll c, const char *name,
+		       const cJSON *body, char **id, struct api_error *ae)
+{
+	struct api_result res = { 0 };
+	const char *new_id;
+	int err;
+
+	if (is_upsert(c, name))
+		err = api_upsert(sv->api, coll_name(c), body, &res);
+	else
+		err = api_create(sv->api, coll_name(c), body, &res);
+	*ae = res.err;
+	if (err)
+		goto out;
+	new_id = record_id(res.data);
+	if (!new_id || !store_plausible_id(new_id)) {
+		log_err("the server created '%s/%s' but answered no usable id",
+			coll_name(c), name);
+		err = -EIO;
+		goto out;
+	}
+	*id = strdup(new_id);
+	if (c == COLL_INTERACTIONS) {
+		struct cache_record rec;
+
+		if (!store_refresh(sv->store, c, new_id, &rec))
+			cache_record_release(&rec);
+	} else {
+		store_put(sv->store, c, res.data, NULL);
+	}
+	log_info("created '%s/%s.json' from '%s/%s'", coll_name(c), *id,
+		 coll_name(c), name);
+out:
+	api_result_release(&res);
+	return err;
+}
+
+static bool blank(const char *text, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!strchr(" \t\r\n", text[i]))
+			return false;
+	return true;
+}
+
+static int commit_create(struct save *sv, const struct save_req *req,
+			 struct save_result *res)
+{
+	struct api_error ae = { 0 };
+	cJSON *edited = NULL, *body;
+	int err;
+
+	/* An empty or half-written new file is a draft, kept locally. */
+	if (blank(req->text, req->len) ||
+	    record_parse(req->text, req->len, &edited)) {
+		res->draft = true;
+		return 0;
+	}
+	body = create_body(req->coll, req->name, edited);
+	cJSON_Delete(edited);
+
+	err = send_create(sv, req->coll, req->name, body, &res->id, &ae);
+	if (err == -EAGAIN) {
+		err = enqueue(sv, is_upsert(req->coll, req->name) ? "PUT" :
+			      "POST", req->coll, req->name, NULL, body,
+			      req->text);
+		res->pending = !err;
+	} else if (err) {
+		err = reject_api(sv, req->coll, req->name, req->text, req->len,
+				 err, &ae);
+	}
+	cJSON_Delete(body);
+	return err;
+}
+
+/* Updates */
+
+/*
+ * When the version the user edited is older than the TTL, someone else may
+ * have changed the record since: fetch it, and refuse the save only when
+ * both sides changed the same field differently.
+ */
+static int check_conflict(struct save *sv, const struct save_req *req,
+			  const cJSON *base, const cJSON *ours)
+{
+	struct cache_record fresh;
+	cJSON *server = NULL, *theirs = NULL;
+	const char *field;
+	char why[512];
+	int err;
+
+	if (req->base_pending ||
+	    store_now_ms() - req->base_fetched_ms < store_ttl_ms(sv->store))
+		return 0;
+	err = store_refresh(sv->store, req->coll, req->id, &fresh);
+	if (err == -EAGAIN || err == -EIO)
+		return 0;	/* the PATCH will find out and queue */
+	if (err == -ENOENT)
+		return reject(sv, req->coll, req->name, req->text, req->len,
+			      -ENOENT, "the record was deleted on the server");
+	if (err)
+		return 0;
+	if (!record_parse(fresh.text, fresh.len, &server))
+		theirs = record_diff(base, server);
+	field = theirs ? record_patch_conflict(ours, theirs) : NULL;
+	if (field) {
+		snprintf(why, sizeof(why), "CONFLICT field '%s' was changed "
+			 "on the server since this version was read", field);
+		err = reject(sv, req->coll, req->name, req->text, req->len,
+			     -ESTALE, why);
+	}
+	cJSON_Delete(theirs);
+	cJSON_Delete(server);
+	cache_record_release(&fresh);
+	return err;
+}
+
+static int send_patch(struct save *sv, const struct save_req *req,
+		      const cJSON *patch)
+{
+	struct api_result res = { 0 };
+	int err;
+
+	if (queued_behind(sv, req->coll, req->id)) {
+		err = -EAGAIN;
+	} else {
+		err = api_patch(sv->api, coll_name(req->coll), req->id, patch,
+				&res);
+		if (!err && cJSON_IsObject(res.data))
+			err = store_put(sv->store, req->coll, res.data, NULL);
+	}
+	if (err == -EAGAIN) {
+		err = enqueue(sv, "PATCH", req->coll, req->name, req->id,
+			      patch, req->text);
+		if (!err)
+			store_put_pending(sv->store, req->coll, req->id,
+					  req->text, req->len);
+	} else if (err) {
+		if (err == -ENOENT)
+			store_forget(sv->store, req->coll, req->id);
+		err = reject_api(sv, req->coll, req->name, req->text, req->len,
+				 err, &res.err);
+	}
+	api_result_release(&res);
+	return err;
+}
+
+static int commit_update(struct save *sv, const struct save_req *req,
+			 struct save_result *res)
+{
+	cJSON *edited = NULL, *base = NULL, *patch = NULL;
+	const char *field;
+	char why[256];
+	int err;
+
+	if (req->coll == COLL_INTERACTIONS)
+		return reject(sv, req->coll, req->name, req->text, req->len,
+			      -EPERM, "interactions cannot be changed");
+	if (record_parse(req->text, req->len, &edited))
+		return reject(sv, req->coll, req->name, req->text, req->len,
+			      -EINVAL, "VALIDATION_ERROR the text is not one "
+			      "JSON object");
+	if (!req->base || record_parse(req->base, req->base_len, &base))
+		base = cJSON_CreateObject();
+
+	field = record_readonly_change(base, edited);
+	if (field) {
+		snprintf(why, sizeof(why), "VALIDATION_ERROR field '%s' is "
+			 "read-only", field);
+		err = reject(sv, req->coll, req->name, req->text, req->len,
+			     -EINVAL, why);
+		goto out;
+	}
+	patch = record_diff(base, edited);
+	if (!patch) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (!patch->child) {
+		res->unchanged = true;
+		err = 0;
+		goto out;
+	}
+	err = check_conflict(sv, req, base, patch);
+	if (!err)
+		err = send_patch(sv, req, patch);
+	res->pending = !err && queued_behind(sv, req->coll, req->id);
+out:
+	cJSON_Delete(patch);
+	cJSON_Delete(base);
+	cJSON_Delete(edited);
+	return err;
+}
+
+int save_commit(struct save *sv, const struct save_req *req,
+		struct save_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (req->len > MAX_BODY)
+		return reject(sv, req->coll, req->name, req->text, req->len,
+			      -EFBIG, "PAYLOAD_TOO_LARGE the text is over 1 MiB");
+	if (!req->id)
+		return commit_create(sv, req, res);
+	return commit_update(sv, req, res);
+}
+
+void save_result_release(struct save_result *res)
+{
+	free(res->id);
+	memset(res, 0, sizeof(*res));
+}
+
+int save_delete(struct save *sv, enum coll c, const char *id)
+{
+	struct api_result res = { 0 };
+	char name[300], why[1024];
+	int err;
+
+	if (c == COLL_INTERACTIONS)
+		return -EPERM;
+	snprintf(name, sizeof(name), "%s.json", id);
+	err = api_delete(sv->api, coll_name(c), id, &res);
+	if (!err || err == -ENOENT) {
+		store_forget(sv->store, c, id);
+		err = 0;
+	} else if (err == -EAGAIN) {
+		err = enqueue(sv, "DELETE", c, name, id, NULL, NULL);
+		if (!err)
+			store_forget(sv->store, c, id);
+	} else {
+		api_error_describe(&res.err, why, sizeof(why));
+		log_err("cannot delete '%s/%s': %s", coll_name(c), name, why);
+	}
+	api_result_release(&res);
+	return err;
+}
+
+/* Delivery of the journal */
+
+/* Send one queued entry; 0 when it is done with (delivered or refused). */
+static int deliver(struct save *sv, const cJSON *e)
+{
+	const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+	const char *cname = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
+	const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
+	const cJSON *body = cJSON_GetObjectItem(e, "body");
+	struct api_result res = { 0 };
+	struct api_error ae = { 0 };
+	int c = cname ? coll_lookup(cname, strlen(cname)) : -1;
+	char *new_id = NULL;
+	int err;
+
+	if (c < 0 || !method || !name) {
+		log_err("dropping a damaged entry from the write journal");
+		return 0;
+	}
+	if (!strcmp(method, "PATCH") && id) {
+		err = api_patch(sv->api, cname, id, body, &res);
+		if (!err && cJSON_IsObject(res.data))
+			store_put(sv->store, c, res.data, NULL);
+		ae = res.err;
+	} else if (!strcmp(method, "DELETE") && id) {
+		err = api_delete(sv->api, cname, id, &res);
+		if (err == -ENOENT)
+			err = 0;
+	} else {
+		err = send_create(sv, c, name, body, &new_id, &ae);
+		if (!err && sv->created)
+			sv->created(sv->created_arg, c, name, new_id);
+	}
+	api_result_release(&res);
+
+	if (!err)
+		log_info("delivered the queued '%s %s/%s'", method, cname,
+			 name);
+	if (err && err != -EAGAIN) {
+		if (id && !strcmp(method, "PATCH"))
+			cache_record_del(sv->cache, cname, id);
+		if (!id && sv->created)
+			sv->created(sv->created_arg, c, name, NULL);
+		reject_api(sv, c, name, text ? text : "", 0, err, &ae);
+		err = 0;
+	}
+	free(new_id);
+	return err;
+}
+
+static int collect_entry(void *arg, const char *key, const char *val,
+			 size_t len)
+{
+	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len);
+
+	if (!e)
+		e = cJSON_CreateObject();	/* damaged: deliver() drops it */
+	cJSON_AddStringToObject(e, "_key", key);
+	cJSON_AddItemToArray(list, e);
+	return 0;
+}
+
+/*
+ * One delivery round over a copy of the journal (the walk itself runs in a
+ * read transaction, and delivering writes to the cache).  Entries go in
+ * order and the round stops at the first that cannot be delivered: a later
+ * save of a record must not overtake an earlier one.  Returns the number
+ * of entries left.
+ */
+static size_t deliver_round(struct save *sv)
+{
+	cJSON *list = cJSON_CreateArray(), *e, *attempts;
+	size_t left;
+
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", collect_entry, list);
+	left = cJSON_GetArraySize(list);
+	cJSON_ArrayForEach(e, list) {
+		char *key = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(e,
+								"_key")));
+
+		cJSON_DeleteItemFromObject(e, "_key");
+		if (deliver(sv, e)) {
+			attempts = cJSON_GetObjectItem(e, "attempts");
+			if (attempts)
+				cJSON_SetNumberValue(attempts,
+						     attempts->valuedouble + 1);
+			cJSON_DeleteItemFromObject(e, "last_error");
+			cJSON_AddStringToObject(e, "last_error",
+						"the API is unreachable");
+			journal_put(sv, key, e);
+			free(key);
+			break;
+		}
+		cache_blob_del(sv->cache, CACHE_JOURNAL, key);
+		free(key);
+		left--;
+	}
+	cJSON_Delete(list);
+	return left;
+}
+
+static void *delivery_thread(void *arg)
+{
+	struct save *sv = arg;
+	int64_t wait_ms = RETRY_MIN_MS;
+
+	for (;;) {
+		size_t left = deliver_round(sv);
+		struct timespec until;
+		int64_t at;
+
+		pthread_mutex_lock(&sv->lock);
+		if (sv->stopping &&
+		    (left == 0 || store_now_ms() >= sv->deadline_ms)) {
+			pthread_mutex_unlock(&sv->lock);
+			break;
+		}
+		wait_ms = left ? (wait_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+				  wait_ms * 2) : RETRY_MIN_MS;
+		at = store_now_ms() + (left ? wait_ms : 60000);
+		if (sv->stopping && at > sv->deadline_ms)
+			at = sv->deadline_ms;
+		until.tv_sec = at / 1000;
+		until.tv_nsec = (at % 1000) * 1000000;
+		pthread_cond_timedwait(&sv->wake, &sv->lock, &until);
+		if (sv->stopping || !left)
+			wait_ms = RETRY_MIN_MS;
+		pthread_mutex_unlock(&sv->lock);
+	}
+	return NULL;
+}
+
+int save_new(struct store *store, save_created_fn created, void *arg,
+	     struct save **out)
+{
+	struct save *sv = calloc(1, sizeof(*sv));
+	pthread_condattr_t ca;
+
+	if (!sv)
+		return -ENOMEM;
+	sv->store = store;
+	sv->cache = store_cache(store);
+	sv->api = store_api(store);
+	sv->created = created;
+	sv->created_arg = arg;
+	pthread_mutex_init(&sv->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_REALTIME);
+	pthread_cond_init(&sv->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&sv->thread, NULL, delivery_thread, sv)) {
+		free(sv);
+		return -EAGAIN;
+	}
+	*out = sv;
+	return 0;
+}
+
+void save_free(struct save *sv, int grace_s)
+{
+	cJSON *left;
+	int n;
+
+	if (!sv)
+		return;
+	pthread_mutex_lock(&sv->lock);
+	sv->stopping = true;
+	sv->deadline_ms = store_now_ms() + (int64_t)grace_s * 1000;
+	pthread_cond_signal(&sv->wake);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_join(sv->thread, NULL);
+
+	left = save_pending_json(sv);
+	n = cJSON_GetArraySize(left);
+	cJSON_Delete(left);
+	if (n)
+		log_warn("%d saves could not be delivered and stay queued; "
+			 "they are retried at the next mount", n);
+	pthread_cond_destroy(&sv->wake);
+	pthread_mutex_destroy(&sv->lock);
+	free(sv);
+}
+
+/* Status and .klipy/rejected */
+
+static int add_pending(void *arg, const char *key, const char *val,
+		       size_t len)
+{
+	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len), *item;
+	char file[512];
+
+	(void)key;
+	if (!e)
+		return 0;
+	snprintf(file, sizeof(file), "%s/%s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll")) ?: "?",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(e, "name")) ?: "?");
+	item = cJSON_CreateObject();
+	cJSON_AddStringToObject(item, "file", file);
+	cJSON_AddItemToObject(item, "method",
+			      cJSON_DetachItemFromObject(e, "method"));
+	cJSON_AddItemToObject(item, "attempts",
+			      cJSON_DetachItemFromObject(e, "attempts"));
+	if (cJSON_GetObjectItem(e, "last_error"))
+		cJSON_AddItemToObject(item, "last_error",
+				      cJSON_DetachItemFromObject(e, "last_error"));
+	cJSON_AddItemToArray(list, item);
+	cJSON_Delete(e);
+	return 0;
+}
+
+cJSON *save_pending_json(struct save *sv)
+{
+	cJSON *list = cJSON_CreateArray();
+
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", add_pending, list);
+	return list;
+}
+
+static int add_rejected(void *arg, const char *key, const char *val,
+			size_t len)
+{
+	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len), *item;
+
+	item = cJSON_CreateObject();
+	cJSON_AddStringToObject(item, "file", key);
+	cJSON_AddStringToObject(item, "reason",
+		cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason")) ?: "");
+	cJSON_AddItemToArray(list, item);
+	cJSON_Delete(e);
+	return 0;
+}
+
+cJSON *save_rejected_json(struct save *sv)
+{
+	cJSON *list = cJSON_CreateArray();
+
+	cache_blob_foreach(sv->cache, CACHE_REJECTED, "", add_rejected, list);
+	return list;
+}
+
+struct names {
+	size_t skip;
+	char **names;
+	size_t n;
+};
+
+static int add_name(void *arg, const char *key, const char *val, size_t len)
+{
+	struct names *nl = arg;
+	char **p = realloc(nl->names, (nl->n + 1) * sizeof(*p));
+
+	(void)val;
+	(void)len;
+	if (!p)
+		return -ENOMEM;
+	nl->names = p;
+	nl->names[nl->n] = strdup(key + nl->skip);
+	return nl->names[nl->n++] ? 0 : -ENOMEM;
+}
+
+int save_rejected_names(struct save *sv, enum coll c, char ***names,
+			size_t *n)
+{
+	struct names nl = { 0 };
+	char prefix[64];
+	int err;
+
+	snprintf(prefix, sizeof(prefix), "%s/", coll_name(c));
+	nl.skip = strlen(prefix);
+	err = cache_blob_foreach(sv->cache, CACHE_REJECTED, prefix, add_name,
+				 &nl);
+	*names = nl.names;
+	*n = nl.n;
+	return err;
+}
+
+int save_rejected_text(struct save *sv, enum coll c, const char *name,
+		       char **text, size_t *len)
+{
+	char key[512], *val;
+	size_t vlen;
+	cJSON *e;
+	const char *t;
+	int err;
+
+	rejected_key(key, sizeof(key), c, name);
+	err = cache_blob_get(sv->cache, CACHE_REJECTED, key, &val, &vlen);
+	if (err)
+		return err;
+	e = cJSON_ParseWithLength(val, vlen);
+	free(val);
+	t = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
+	*text = strdup(t ? t : "");
+	*len = strlen(*text);
+	cJSON_Delete(e);
+	return 0;
+}
+
+int save_rejected_remove(struct save *sv, enum coll c, const char *name)
+{
+	char key[512];
+
+	rejected_key(key, sizeof(key), c, name);
+	return cache_blob_del(sv->cache, CACHE_REJECTED, key);
+}

@@ -1,0 +1,62 @@
+/*
+ * record: what a record file looks like, and how two versions differ.
+ *
+ * Pure functions over cJSON, no I/O.  A record is an opaque JSON object from
+ * the server; this module turns it into the text users see (two-space
+ * indents, keys in the server's order, UTF-8 unescaped, final newline, the
+ * same bytes as Python's json.dumps(rec, indent=2, ensure_ascii=False)),
+ * reads its times, and computes the top-level patch between an old and a
+ * new version.
+ */
+#ifndef KLIPYFS_RECORD_H
+#define KLIPYFS_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* Format @rec as file text; malloc'd, NUL-terminated, length in *len. */
+char *record_format(const cJSON *rec, size_t *len);
+
+/*
+ * Parse file text.  Returns 0 and the object in *out, or -EINVAL when the
+ * text is not exactly one JSON object (whitespace around it is fine).
+ */
+int record_parse(const char *text, size_t len, cJSON **out);
+
+/* The record's "id" when it is a non-empty string, else NULL. */
+const char *record_id(const cJSON *rec);
+
+/* st_mtime: updatedTime, else creationTime, else 0 (ISO-8601, any offset). */
+int64_t record_mtime(const cJSON *rec);
+
+/* Parse an ISO-8601 UTC time ("2026-04-01T10:00:01.123Z"); -1 if invalid. */
+int64_t record_parse_time(const char *iso);
+
+/* True for the fields no client may write: id, createdBy, creationTime, updatedTime. */
+bool record_field_readonly(const char *name);
+
+/*
+ * The first read-only field whose value differs between @base and @edited
+ * (present in both, or added by the edit), or NULL.  A read-only field the
+ * edit dropped is not a change: the server keeps it either way.
+ */
+const char *record_readonly_change(const cJSON *base, const cJSON *edited);
+
+/*
+ * The PATCH body that turns @base into @edited: every writable top-level
+ * field that is new or whose value changed (nested values whole), and null
+ * for every writable field the edit removed.  Returns an empty object when
+ * nothing changed, NULL when out of memory.
+ */
+cJSON *record_diff(const cJSON *base, const cJSON *edited);
+
+/*
+ * The first field that both patches set to different values, or NULL: the
+ * edits conflict only when they disagree on the same field.
+ */
+const char *record_patch_conflict(const cJSON *ours, const cJSON *theirs);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * save: turning a saved file into exactly one API request, and never
+ * losing it.
+ *
+ * Owns the rules of a save (what an update sends, when a new file is a
+ * create, an upsert or still a draft, what is refused locally), the
+ * journal of saves the server has not yet taken (kept in the cache, retried
+ * by a background thread with backoff, replayed after a crash or remount),
+ * and the texts that were refused, shown under .klipy/rejected/.
+ */
+#ifndef KLIPYFS_SAVE_H
+#define KLIPYFS_SAVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "store.h"
+
+struct save;
+
+/*
+ * Called from the delivery thread when a queued create reached the server
+ * (@id is the new record) or was refused (@id is NULL).
+ */
+typedef void (*save_created_fn)(void *arg, enum coll c, const char *name,
+				const char *id);
+
+/* Load the journal and start delivering it. */
+int save_new(struct store *store, save_created_fn created, void *arg,
+	     struct save **out);
+
+/*
+ * Stop the delivery thread after trying, for at most @grace_s seconds, to
+ * deliver what is pending; log how many saves remain queued.
+ */
+void save_free(struct save *sv, int grace_s);
+
+struct save_req {
+	enum coll coll;
+	const char *name;	/* file name in the collection, e.g. "x.json" */
+	const char *id;		/* record to update, NULL to create */
+	const char *base;	/* text the edit started from (update) */
+	size_t base_len;
+	int64_t base_fetched_ms; /* when @base came from the server */
+	bool base_pending;	/* @base is itself an undelivered save */
+	const char *text;	/* what the user saved */
+	size_t len;
+};
+
+struct save_result {
+	char *id;		/* the record the save created, malloc'd */
+	bool draft;		/* a new file with nothing to send yet */
+	bool pending;		/* queued: the server could not be reached */
+	bool unchanged;		/* nothing differed: no request was made */
+};
+
+/*
+ * Save @req.  Returns 0 when the server took it, when it was queued, or when
+ * there was nothing to send; otherwise -errno (EINVAL, EACCES, EFBIG,
+ * EEXIST, ESTALE, EPERM, ENOENT) after logging one line and keeping the
+ * text under .klipy/rejected/.
+ */
+int save_commit(struct save *sv, const struct save_req *req,
+		struct save_result *res);
+
+void save_result_release(struct save_result *res);
+
+/* Delete a record (unlink); queued when the server cannot be reached. */
+int save_delete(struct save *sv, enum coll c, const char *id);
+
+/* The queue and the refusals, as JSON arrays for .klipy/status. */
+cJSON *save_pending_json(struct save *sv);
+cJSON *save_rejected_json(struct save *sv);
+
+/* Names under .klipy/rejected/<coll>/ (malloc'd array of malloc'd names). */
+int save_rejected_names(struct save *sv, enum coll c, char ***names,
+			size_t *n);
+
+/* The text kept for a refused save of <coll>/<name>. */
+int save_rejected_text(struct save *sv, enum coll c, const char *name,
+		       char **text, size_t *len);
+
+/* Forget a refused save (the user deleted it). */
+int save_rejected_remove(struct save *sv, enum coll c, const char *name);
+
+#endif
