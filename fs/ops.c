@@ -21,6 +21,7 @@ struct fs {
 	pthread_mutex_t lock;	/* guards nodes, sizes and every node */
 	struct strmap *nodes;	/* path -> struct node * */
 	struct strmap *sizes;	/* path -> struct shown: what the kernel saw */
+	time_t mounted_at;	/* directories' times */
 };
 
 /* The size and mtime last handed to the kernel for a path. */
@@ -46,6 +47,11 @@ struct dir_handle {
 	size_t nlocals;
 	bool locals_taken;
 };
+
+static struct fs **get_fs_holder(void)
+{
+	return fuse_get_context()->private_data;
+}
 
 static struct fs *get_fs(void)
 {
@@ -180,6 +186,7 @@ static void fill_dir(struct fs *fs, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR | 0755;
+	st->st_mtime = st->st_ctime = st->st_atime = fs->mounted_at;
 	st->st_nlink = 2;
 	st->st_uid = fs->cfg.uid;
 	st->st_gid = fs->cfg.gid;
@@ -769,15 +776,23 @@ static bool due(struct fs *fs, struct node *n, bool last_writer_only)
 /*
  * close() reports what flush returns, so the save happens here, once the
  * last writer closes; a file still open elsewhere saves at its last close.
+ * An empty file is not saved at a flush: the shell's `cmd > file` opens
+ * with O_TRUNC and closes a duplicate of the descriptor before anything
+ * is written.  Should it stay empty, release saves (and refuses) it.
  */
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = get_fs();
+	bool empty;
 
 	(void)path;
-	if (!h->node || !h->writer || !due(get_fs(), h->node, true))
+	if (!h->node || !h->writer || !due(fs, h->node, true))
 		return 0;
-	return commit(get_fs(), h->node);
+	pthread_mutex_lock(&fs->lock);
+	empty = h->node->len == 0;
+	pthread_mutex_unlock(&fs->lock);
+	return empty ? 0 : commit(fs, h->node);
 }
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
@@ -1546,9 +1561,11 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 
 /* Lifecycle */
 
+/* main hands over the address of its struct fs pointer, filled by now. */
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-	struct fs *fs = get_fs();
+	struct fs **holder = get_fs_holder();
+	struct fs *fs = *holder;
 
 	cfg->entry_timeout = fs->cfg.ttl_s;
 	cfg->attr_timeout = fs->cfg.ttl_s;
@@ -1632,6 +1649,7 @@ int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
 		return -ENOMEM;
 	fs->store = store;
 	fs->cfg = *cfg;
+	fs->mounted_at = time(NULL);
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->nodes = strmap_new();
 	fs->sizes = strmap_new();
