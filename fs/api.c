@@ -22,7 +22,8 @@
 #define DEFAULT_RATE_LIMIT 200
 #define DEFAULT_MAX_RETRIES 4
 #define DEFAULT_CONNECT_MS 2000L
-#define DEFAULT_TOTAL_MS 15000L
+#define DEFAULT_TOTAL_MS 10000L
+#define UNREACHABLE_TIMEOUT_MS 1500L
 
 #define BACKOFF_FIRST_MS 200L
 #define BACKOFF_MAX_MS 1600L
@@ -322,7 +323,14 @@ static int exchange_once(struct api *api, const struct call *c,
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 64L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, api->connect_ms);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, api->total_ms);
+	/*
+	 * While the server looks down, a stalled connection must not cost
+	 * every file the full timeout: one short attempt tells.
+	 */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+			 atomic_load(&api->reachable) ? api->total_ms :
+			 (api->total_ms < UNREACHABLE_TIMEOUT_MS ?
+			  api->total_ms : UNREACHABLE_TIMEOUT_MS));
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	/* Never follow a redirect: it would carry the key elsewhere. */
