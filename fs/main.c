@@ -7,6 +7,7 @@
  * forked into the background: LMDB environments and threads do not
  * survive fork().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -237,6 +238,39 @@ static int authenticate(const struct api_config *acfg, struct org *org)
 	return err;
 }
 
+/*
+ * Offline, without --cache-dir, the cache to use is the only one under the
+ * default root; with several organizations cached, the user must choose.
+ */
+static char *only_cache_dir(void)
+{
+	char *root = default_cache_root(), *found = NULL;
+	struct dirent *de;
+	int count = 0;
+	DIR *d;
+
+	d = root ? opendir(root) : NULL;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+			continue;
+		free(found);
+		if (asprintf(&found, "%s/%s", root, de->d_name) < 0)
+			found = NULL;
+		count++;
+	}
+	if (d)
+		closedir(d);
+	if (count != 1) {
+		fprintf(stderr, "klipyfs: --offline needs --cache-dir=DIR: "
+			"%s cached organizations under '%s'\n",
+			count ? "several" : "no", root ? root : "~/.cache/klipyfs");
+		free(found);
+		found = NULL;
+	}
+	free(root);
+	return found;
+}
+
 /* Offline, the organization is the one the cache remembers. */
 static int offline_org(const char *dir, struct org *org)
 {
@@ -415,12 +449,8 @@ int main(int argc, char *argv[])
 	m.offline = o.offline;
 
 	if (o.offline) {
-		if (!o.cache_dir) {
-			fprintf(stderr, "klipyfs: --offline needs "
-				"--cache-dir=DIR (the cache of an earlier "
-				"mount)\n");
+		if (!o.cache_dir && !(o.cache_dir = only_cache_dir()))
 			goto out;
-		}
 		if (offline_org(o.cache_dir, &org))
 			goto out;
 	} else if (authenticate(&m.acfg, &org)) {
