@@ -1052,8 +1052,7 @@ static char *save_target(struct fs *fs, const char *path,
 	else
 		id = NULL;
 	pthread_mutex_unlock(&fs->lock);
-	if (id && (!n || n->kind == NODE_FILE) && !n &&
-	    stat_record(fs, fp->coll, id, &st, NULL)) {
+	if (id && !n && stat_record(fs, fp->coll, id, &st, NULL)) {
 		free(id);
 		id = NULL;
 	}
@@ -1070,18 +1069,17 @@ static int rename_save(struct fs *fs, struct node *src, const char *from,
 {
 	struct cache_record rec = { 0 };
 	char *id = save_target(fs, to, tp);
-	bool open;
+	bool open = false;
 	int err = 0;
 
-	if (id && tp->coll == COLL_INTERACTIONS) {
-		free(id);
-		return -EPERM;
-	}
-	if (id && store_get(fs->store, tp->coll, id, true, true, &rec))
+	if (id && tp->coll == COLL_INTERACTIONS)
+		err = -EPERM;
+	else if (id && store_get(fs->store, tp->coll, id, true, true, &rec))
 		memset(&rec, 0, sizeof(rec));
 
 	pthread_mutex_lock(&fs->lock);
-	err = node_set_str(&src->id, id);
+	if (!err)
+		err = node_set_str(&src->id, id);
 	if (!err)
 		err = node_set_base(src, rec.text, rec.len, rec.fetched_ms,
 				    rec.flags & CACHE_REC_PENDING);
@@ -1090,29 +1088,25 @@ static int rename_save(struct fs *fs, struct node *src, const char *from,
 		src->draft = !id;
 		src->dirty = true;
 		src->mode = record_mode(tp->coll);
-		node_ref(src);
 		table_del(fs, from);
 		err = table_put(fs, to, src);
+		open = src->writers > 0;
 	}
-	open = src->writers > 0;
 	pthread_mutex_unlock(&fs->lock);
 	cache_record_release(&rec);
 	free(id);
-	if (err || open) {
-		if (!err || open)
-			node_unref(src);
-		return err;
+	if (!err && !open) {
+		err = commit(fs, src);
+		pthread_mutex_lock(&fs->lock);
+		if (err && strmap_get(fs->nodes, to) == src) {
+			/* Refused: the source keeps its name and text. */
+			src->scratch = true;
+			src->dirty = false;
+			table_put(fs, from, src);
+			table_del(fs, to);
+		}
+		pthread_mutex_unlock(&fs->lock);
 	}
-	err = commit(fs, src);
-	pthread_mutex_lock(&fs->lock);
-	if (err && strmap_get(fs->nodes, to) == src) {
-		/* Refused: the source keeps its name and text, the record stays. */
-		table_del(fs, to);
-		src->scratch = true;
-		src->dirty = false;
-		table_put(fs, from, src);
-	}
-	pthread_mutex_unlock(&fs->lock);
 	node_unref(src);
 	return err;
 }
