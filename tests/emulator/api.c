@@ -155,7 +155,8 @@ static void do_get(struct api_req *rq, struct api_resp *rs)
 
 static void base64url(const unsigned char *in, size_t len, char *out)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789-_";
 	size_t i, o = 0;
 
 	for (i = 0; i + 2 < len; i += 3) {
@@ -272,24 +273,17 @@ static bool array_has(const cJSON *arr, const char *s)
 static bool query_match(const struct query *q, enum coll_kind k,
 			const struct rec *r)
 {
-	const cJSON *v;
-
 	if (q->by_email && r != q->email_match)
 		return false;
 	if (q->company) {
 		if (k == COLL_PEOPLE) {
-			v = cJSON_GetObjectItemCaseSensitive(r->json,
-							     "companyId");
-			if (!cJSON_IsString(v) ||
-			    strcmp(v->valuestring, q->company) != 0)
+			if (!r->company || strcmp(r->company, q->company) != 0)
 				return false;
-		} else if (!array_has(cJSON_GetObjectItemCaseSensitive(
-				r->json, "companies"), q->company)) {
+		} else if (!array_has(r->companies, q->company)) {
 			return false;
 		}
 	}
-	if (q->contact && !array_has(cJSON_GetObjectItemCaseSensitive(
-					r->json, "contacts"), q->contact))
+	if (q->contact && !array_has(r->contacts, q->contact))
 		return false;
 	return true;
 }
@@ -660,6 +654,7 @@ static void update_record(struct api_req *rq, enum coll_kind k,
 						       stored_value(f, e));
 	}
 	set_time(r->json, "updatedTime", store_stamp());
+	store_refresh(k, r);
 }
 
 static void do_create(struct api_req *rq, struct api_resp *rs)

@@ -57,6 +57,10 @@ struct rec {
 	int64_t ctime;		/* creation time, ms, for ordering */
 	bool deleted;		/* tombstones keep cursor positions stable */
 	cJSON *json;		/* NULL once deleted */
+	/* pointers into json for query filters, refreshed on every change */
+	const char *company;	/* people: companyId or NULL */
+	const cJSON *companies;	/* interactions */
+	const cJSON *contacts;	/* interactions */
 };
 
 /*
@@ -154,6 +158,9 @@ void store_new_id(struct org *o, enum coll_kind kind, char buf[32]);
 /* Append json (owned) as a new record; key may be NULL. */
 struct rec *store_append(struct org *o, enum coll_kind kind, const char *id,
 			 int64_t ctime, cJSON *json, const char *key);
+
+/* Refresh the filter pointers of r after its json changed. */
+void store_refresh(enum coll_kind kind, struct rec *r);
 
 /* The live record with this id, or NULL. */
 struct rec *store_find(struct org *o, enum coll_kind kind, const char *id);

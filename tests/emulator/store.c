@@ -271,6 +271,21 @@ void store_new_id(struct org *o, enum coll_kind kind, char buf[32])
 	} while (htab_get(&o->c[kind].by_id, buf));
 }
 
+void store_refresh(enum coll_kind kind, struct rec *r)
+{
+	const cJSON *v;
+
+	if (kind == COLL_PEOPLE) {
+		v = cJSON_GetObjectItemCaseSensitive(r->json, "companyId");
+		r->company = cJSON_IsString(v) ? v->valuestring : NULL;
+	} else if (kind == COLL_INTERACTIONS) {
+		r->companies = cJSON_GetObjectItemCaseSensitive(r->json,
+								"companies");
+		r->contacts = cJSON_GetObjectItemCaseSensitive(r->json,
+							       "contacts");
+	}
+}
+
 struct rec *store_append(struct org *o, enum coll_kind kind, const char *id,
 			 int64_t ctime, cJSON *json, const char *key)
 {
@@ -282,6 +297,7 @@ struct rec *store_append(struct org *o, enum coll_kind kind, const char *id,
 	snprintf(r->id, sizeof(r->id), "%s", id);
 	r->ctime = ctime;
 	r->json = json;
+	store_refresh(kind, r);
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 256;
 		c->v = realloc(c->v, c->cap * sizeof(*c->v));
