@@ -12,8 +12,6 @@
  * connection.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
