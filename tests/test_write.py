@@ -401,6 +401,41 @@ def test_tee_patches_once(emulator, mnt):
 	assert_saved(emulator, mnt, rec, path, 'title', 'Teed')
 
 
+def test_fsync_delivers_and_close_sends_nothing_more(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	new = with_field(read(path), 'title', 'Synced')
+	fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	try:
+		# Three short writes, as editors do; fsync returns once the
+		# server took the save.
+		third = len(new) // 3
+		for chunk in (new[:third], new[third:2 * third],
+			      new[2 * third:]):
+			os.write(fd, chunk.encode())
+		os.fsync(fd)
+		assert log_of(emulator) == [('PATCH', '/people/' + rec['id'])]
+		assert server(emulator, 'people', rec['id'])['title'] == \
+			'Synced'
+	finally:
+		os.close(fd)
+	assert_saved(emulator, mnt, rec, path, 'title', 'Synced')
+
+
+def test_company_edit_patches_company(emulator, mnt, tmp_path):
+	cid, path = _company(emulator, mnt)
+	rec = server(emulator, 'companies', cid)
+	editors.vim_substitute(path, '"name": "[^"]*"', '"name": "Renamed Co"')
+	expect(emulator, [('PATCH', '/companies/' + cid, {'name'})])
+	new = server(emulator, 'companies', cid)
+	assert new['name'] == 'Renamed Co'
+	assert {k: v for k, v in new.items() if k not in ('name',
+							'updatedTime')} == \
+		{k: v for k, v in rec.items() if k not in ('name',
+							 'updatedTime')}
+	assert read(path) == text(new)
+	expect(emulator, [('PATCH', '/companies/' + cid, {'name'})])
+
+
 def test_save_without_change_sends_nothing(emulator, mnt):
 	rec, path = person(emulator, mnt)
 	editors.run(['sh', '-c', 'cat > "$1"', 'sh', path], input=read(path),
