@@ -21,6 +21,7 @@ struct fs {
 	pthread_mutex_t lock;	/* guards nodes, sizes and every node */
 	struct strmap *nodes;	/* path -> struct node * */
 	struct strmap *sizes;	/* path -> struct shown: what the kernel saw */
+	struct strmap *served;	/* path -> struct cache_record last read */
 	time_t mounted_at;	/* directories' times */
 };
 
@@ -225,6 +226,52 @@ static void note_shown(struct fs *fs, const char *path, size_t size,
 	}
 	s->size = size;
 	s->mtime = mtime;
+}
+
+static void free_record(void *rec)
+{
+	cache_record_release(rec);
+	free(rec);
+}
+
+/*
+ * Remember the version a reader was given: a later save of the path is a
+ * change from that version, not from whatever the cache holds by then.
+ * Caller holds fs->lock.
+ */
+static void note_served(struct fs *fs, const char *path,
+			const struct cache_record *rec)
+{
+	struct cache_record *copy = calloc(1, sizeof(*copy));
+	void *old = NULL;
+
+	if (!copy)
+		return;
+	*copy = *rec;
+	copy->text = strndup(rec->text, rec->len);
+	if (!copy->text || strmap_put(fs->served, path, copy, &old)) {
+		free_record(copy);
+		return;
+	}
+	if (old)
+		free_record(old);
+}
+
+/* Base an edit of @path on the version last served, else on @current. */
+static int set_edit_base(struct fs *fs, struct node *n, const char *path,
+			 const struct cache_record *current)
+{
+	const struct cache_record *base;
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	base = strmap_get(fs->served, path);
+	if (!base)
+		base = current;
+	err = node_set_base(n, base->text, base->len, base->fetched_ms,
+			    base->flags & CACHE_REC_PENDING);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
 }
 
 static void fill_node(struct fs *fs, struct stat *st, const struct node *n)
@@ -468,6 +515,7 @@ static int commit(struct fs *fs, struct node *n)
 				      n->id, &rec)) {
 			node_set_base(n, rec.text, rec.len, rec.fetched_ms,
 				      rec.flags & CACHE_REC_PENDING);
+			note_served(fs, path, &rec);
 			cache_record_release(&rec);
 		}
 	}
@@ -503,8 +551,7 @@ static int edit_node(struct fs *fs, const char *path, enum coll c,
 	n = node_new(NODE_FILE, path);
 	err = n ? node_set_str(&n->id, id) : -ENOMEM;
 	if (!err)
-		err = node_set_base(n, rec.text, rec.len, rec.fetched_ms,
-				    rec.flags & CACHE_REC_PENDING);
+		err = set_edit_base(fs, n, path, &rec);
 	if (!err && !truncate)
 		err = node_set_text(n, rec.text, rec.len);
 	cache_record_release(&rec);
@@ -578,6 +625,7 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	pthread_mutex_lock(&fs->lock);
 	s = strmap_get(fs->sizes, path);
 	same = s && s->size == rec.len && s->mtime == rec.mtime;
+	note_served(fs, path, &rec);
 	pthread_mutex_unlock(&fs->lock);
 	err = open_snapshot(fi, rec.text, rec.len, !same);
 	if (!err)
@@ -703,9 +751,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		n->draft = false;
 		n->mode = record_mode(fp.coll);
 		if (!store_get(fs->store, fp.coll, n->id, true, true, &rec))
-			err = node_set_base(n, rec.text, rec.len,
-					    rec.fetched_ms,
-					    rec.flags & CACHE_REC_PENDING);
+			err = set_edit_base(fs, n, path, &rec);
 		cache_record_release(&rec);
 	}
 
@@ -1074,15 +1120,14 @@ static int rename_save(struct fs *fs, struct node *src, const char *from,
 
 	if (id && tp->coll == COLL_INTERACTIONS)
 		err = -EPERM;
-	else if (id && store_get(fs->store, tp->coll, id, true, true, &rec))
-		memset(&rec, 0, sizeof(rec));
+	else if (id && !store_get(fs->store, tp->coll, id, true, true, &rec))
+		err = set_edit_base(fs, src, to, &rec);
+	else
+		err = node_set_base(src, NULL, 0, 0, false);
 
 	pthread_mutex_lock(&fs->lock);
 	if (!err)
 		err = node_set_str(&src->id, id);
-	if (!err)
-		err = node_set_base(src, rec.text, rec.len, rec.fetched_ms,
-				    rec.flags & CACHE_REC_PENDING);
 	if (!err) {
 		src->scratch = false;
 		src->draft = !id;
@@ -1649,7 +1694,8 @@ int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->nodes = strmap_new();
 	fs->sizes = strmap_new();
-	if (!fs->nodes || !fs->sizes) {
+	fs->served = strmap_new();
+	if (!fs->nodes || !fs->sizes || !fs->served) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -1661,6 +1707,7 @@ int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
 fail:
 	strmap_free(fs->nodes, NULL);
 	strmap_free(fs->sizes, NULL);
+	strmap_free(fs->served, NULL);
 	free(fs);
 	return err;
 }
@@ -1677,6 +1724,7 @@ void fs_free(struct fs *fs)
 	save_free(fs->save, fs->cfg.grace_s);
 	strmap_free(fs->nodes, unref_value);
 	strmap_free(fs->sizes, free);
+	strmap_free(fs->served, free_record);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }

@@ -365,10 +365,16 @@ static int commit_update(struct save *sv, const struct save_req *req,
 		return reject(sv, req->coll, req->name, req->text, req->len,
 			      -EINVAL, "VALIDATION_ERROR the text is not one "
 			      "JSON object");
+	/*
+	 * Without a known base (the record could not be read) every writable
+	 * field is sent, and read-only ones cannot be checked: they are
+	 * never sent anyway.
+	 */
 	if (!req->base || record_parse(req->base, req->base_len, &base))
 		base = cJSON_CreateObject();
 
-	field = record_readonly_change(base, edited);
+	field = cJSON_GetArraySize(base) ? record_readonly_change(base, edited) :
+		NULL;
 	if (field) {
 		snprintf(why, sizeof(why), "VALIDATION_ERROR field '%s' is "
 			 "read-only", field);
