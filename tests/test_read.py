@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import pytest
@@ -280,6 +279,7 @@ def test_text_survives_unicode_html_quotes_backslashes(make_emulator,
                             "</ul>\n\\end",
                  "mainContact": person["id"]})
     m = mount_fs(emu)
+    t = Traffic(emu)
     srv_p = by_id(emu, "people")[person["id"]]
     srv_c = by_id(emu, "companies")[cmp_["id"]]
     srv_i = by_id(emu, "interactions")[inter["id"]]
@@ -290,6 +290,8 @@ def test_text_survives_unicode_html_quotes_backslashes(make_emulator,
         data = read(path)
         assert data == canonical(rec), coll
         assert os.stat(path).st_size == len(data)
+    # opened by name, never listed: one GET each
+    assert t.delta() == {GET_PERSON: 1, GET_COMPANY: 1, GET_INTER: 1}
     data = read(m.p("people", person["id"] + ".json"))
     assert "山田 😀".encode() in data and b"\\u" not in data  # raw UTF-8
     assert json.loads(data.decode())["remarks"] == remarks
@@ -521,7 +523,13 @@ def test_api_failing_after_mount_serves_cache(emulator, mount_fs):
     emu.config(fail_rate=1.0)
     t = Traffic(emu)
     t0 = time.monotonic()
-    assert read(m.p("people", pid + ".json")) == canonical(people[pid])
+    try:
+        got = read(m.p("people", pid + ".json"))
+    except OSError as ex:
+        raise AssertionError("stale cached read failed: %s after %.1f s, "
+                             "server saw %s" % (ex, time.monotonic() - t0,
+                                                t.delta()))
+    assert got == canonical(people[pid])
     stale_secs = time.monotonic() - t0
     stale = t.delta()
     t.mark()
@@ -686,7 +694,7 @@ def test_non_loopback_http_is_refused(mount_fs, tmp_path):
 
 def test_key_without_interactions_scope(make_emulator, mount_fs, tmp_path):
     keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps(KEYS_FILE(
+    keys.write_text(json.dumps(keys_file(
         "klipy_api_noint", ["people:read", "companies:read"])))
     emu = make_emulator("--people", "120", "--companies", "10",
                         "--interactions", "30", "--seed", "3",
@@ -704,7 +712,7 @@ def test_key_without_interactions_scope(make_emulator, mount_fs, tmp_path):
     assert d.get(Q_PEOPLE) == 2 and d.get(Q_INTER, 0) >= 1, d
 
 
-def KEYS_FILE(key, scopes):
+def keys_file(key, scopes):
     """An emulator --keys file: the key of the demo organization."""
     return [{"key": key, "scopes": scopes, "org": "org_demo"}]
 
@@ -796,6 +804,40 @@ def test_concurrent_cold_reads_make_one_request(mnt):
     assert t.delta() == {GET_PERSON: 1}
 
 
+def test_concurrent_stale_reads_make_one_request(emulator, mount_fs):
+    """Stale entries are revalidated concurrently by the kernel (unlike a
+    first lookup, which it serializes), so here only the daemon's merging
+    of identical requests keeps it at one GET."""
+    emu = emulator
+    m = mount_fs(emu, ttl=1)
+    pid, rec = list(by_id(emu, "people").items())[5]
+    path = m.p("people", pid + ".json")
+    assert read(path) == canonical(rec)
+    time.sleep(1.5)
+    emu.config(latency_ms=300)
+    t = Traffic(emu)
+    n = 50
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def worker(k):
+        barrier.wait()
+        try:
+            results[k] = read(path)
+        except OSError as e:
+            results[k] = e
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    emu.config(latency_ms=0)
+    assert all(r == canonical(rec) for r in results), \
+        [r for r in results if r != canonical(rec)][:3]
+    assert t.delta() == {GET_PERSON: 1}
+
+
 def test_concurrent_cold_cats_in_processes(mnt):
     emu = mnt.emu
     pid, rec = list(by_id(emu, "people").items())[42]
@@ -816,7 +858,7 @@ def test_concurrent_cold_cats_in_processes(mnt):
 def test_key_never_shows(make_emulator, mount_fs, tmp_path, via):
     key = "klipy_api_s3cr3t%08x" % (os.getpid() & 0xffffffff)
     keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps(KEYS_FILE(key, ["ALL"])))
+    keys.write_text(json.dumps(keys_file(key, ["ALL"])))
     emu = make_emulator("--people", "120", "--companies", "6",
                         "--interactions", "20", "--seed", "2",
                         "--keys", str(keys))
