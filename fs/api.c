@@ -579,7 +579,8 @@ static int perform(struct api *api, const struct call *c,
 		} else {
 			log_debug("%s %s %ld %lld ms", c->method, c->path,
 				  ex.status, (long long)(mono_ms() - t0));
-			set_reachable(api, true, NULL);
+			if (ex.status < 500)
+				set_reachable(api, true, NULL);
 			if (ex.status == 429) {
 				count(api, &api->rate_limited);
 				if (++waits > MAX_429_WAITS) {
@@ -606,6 +607,17 @@ static int perform(struct api *api, const struct call *c,
 			/* A 500 may have half-done a create; a 502-504 not. */
 			if (ex.status < 500 || attempt >= budget ||
 			    (!c->resend_ok && ex.status == 500)) {
+				/*
+				 * A server that keeps failing is as good as
+				 * unreachable: later calls get one try each.
+				 */
+				if (ex.status >= 500 && attempt >= budget) {
+					char why[64];
+
+					snprintf(why, sizeof(why),
+						 "it answers HTTP %ld", ex.status);
+					set_reachable(api, false, why);
+				}
 				rc = finish(c, &ex, res);
 				/* The first DELETE landed, its answer not. */
 				if (rc == -ENOENT && maybe_applied &&

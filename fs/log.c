@@ -8,6 +8,12 @@
 #include <fuse3/fuse_log.h>
 
 static bool debug_on;
+static bool quiet;
+
+void log_set_quiet(bool on)
+{
+	quiet = on;
+}
 
 void log_set_debug(bool on)
 {
@@ -24,7 +30,7 @@ void log_msg(int level, const char *fmt, ...)
 	char line[2048];
 	va_list ap;
 
-	if (level >= LOG_DEBUG && !debug_on)
+	if ((level >= LOG_DEBUG && !debug_on) || (level > LOG_ERR && quiet))
 		return;
 
 	va_start(ap, fmt);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,14 +223,17 @@ static int authenticate(const struct api_config *acfg, struct org *org)
 	err = api_new(acfg, &api);
 	if (err)
 		return err;
+	log_set_quiet(true);
 	err = api_authenticate(api, &org->id, &org->name, &ae);
+	log_set_quiet(false);
 	api_free(api);
 	if (!err)
 		return 0;
 	if (err == -EAGAIN || err == -EIO) {
-		fprintf(stderr, "klipyfs: cannot reach the Klipy API at %s; "
-			"check --base-url, or mount with --offline\n",
-			acfg->base_url);
+		fprintf(stderr, "klipyfs: cannot reach the Klipy API at %s "
+			"(%s); check --base-url, or mount with --offline\n",
+			acfg->base_url, ae.message[0] ? ae.message :
+			"no usable answer");
 	} else {
 		api_error_describe(&ae, why, sizeof(why));
 		fprintf(stderr, "klipyfs: the Klipy API refused the key "
@@ -385,7 +389,9 @@ static int serve(struct fuse_args *args, struct mount *m,
 		err = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	err = err ? 1 : 0;
+	/* The loop reports the signal that ended it: that is a clean exit. */
+	err = (err == 0 || err == SIGINT || err == SIGTERM || err == SIGHUP) ?
+	      0 : 1;
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:

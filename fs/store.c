@@ -21,6 +21,7 @@ struct store {
 	pthread_mutex_t lock;		/* guards missing */
 	struct strmap *missing;		/* "coll/id" -> int64_t expiry (ms) */
 	bool scope_logged[COLL_COUNT];
+	int64_t down_until;		/* ms: stale copies serve until then */
 
 	uint64_t hits;
 	uint64_t misses;
@@ -276,6 +277,25 @@ int store_refresh(struct store *s, enum coll c, const char *id,
 	return fetch_record(s, c, id, rec);
 }
 
+/*
+ * After a refresh failed for want of a server, stale copies answer for a
+ * few seconds without asking again: a stat, an open and a read of one
+ * file would otherwise each wait for the server.
+ */
+#define DOWN_HOLD_MS 5000
+
+static void note_server_down(struct store *s)
+{
+	__atomic_store_n(&s->down_until, store_now_ms() + DOWN_HOLD_MS,
+			 __ATOMIC_RELAXED);
+}
+
+static bool server_down(struct store *s)
+{
+	return store_now_ms() < __atomic_load_n(&s->down_until,
+						 __ATOMIC_RELAXED);
+}
+
 static bool fresh(struct store *s, const struct cache_record *rec)
 {
 	return store_now_ms() - rec->fetched_ms < s->cfg.ttl_ms;
@@ -293,12 +313,14 @@ int store_get(struct store *s, enum coll c, const char *id, bool any_age,
 		return -ENOENT;
 	have = !cache_record_get(s->cache, coll_name(c), id, &cached);
 	if (have && (any_age || fresh(s, &cached) ||
-		     (cached.flags & CACHE_REC_PENDING))) {
+		     (cached.flags & CACHE_REC_PENDING) || server_down(s))) {
 		count(&s->hits);
 		goto use_cached;
 	}
 
 	err = fetch_record(s, c, id, rec);
+	if (err == -EAGAIN)
+		note_server_down(s);
 	if (err == -EAGAIN && have) {
 		count(&s->hits);
 		goto use_cached;

@@ -16,6 +16,12 @@
 void log_set_debug(bool on);
 bool log_debug_enabled(void);
 
+/*
+ * Drop warnings and notices (errors still show): before mounting, main
+ * reports a failure itself, in one line.
+ */
+void log_set_quiet(bool on);
+
 void log_msg(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
