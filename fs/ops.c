@@ -1419,15 +1419,22 @@ static int emit_record(struct lister *l, const char *id, off_t next)
 	return l->filler(l->buf, name, &st, next, plus ? FUSE_FILL_DIR_PLUS : 0);
 }
 
+/*
+ * One reply never spans two pages: the kernel asks again for the rest, so
+ * a reader that stops early never costs a page it did not reach.
+ */
 static int list_pages(struct lister *l, struct dir_handle *d, unsigned page,
 		      size_t pos)
 {
 	struct store_page p;
+	bool emitted = false;
 	int err = 0;
 
 	for (;; page++, pos = 0) {
 		size_t i;
 
+		if (emitted)
+			return 1;
 		err = store_list_page(l->fs->store, l->coll, d->gen, page, &p);
 		if (err == -ENOENT)
 			return 0;
@@ -1441,6 +1448,7 @@ static int list_pages(struct lister *l, struct dir_handle *d, unsigned page,
 				store_page_release(&p);
 				return 1;
 			}
+			emitted = true;
 		}
 		if (p.last) {
 			store_page_release(&p);

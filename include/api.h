@@ -37,7 +37,7 @@ struct api_config {
 	int rate_limit;		/* requests per minute we allow ourselves, 0: 200 */
 	int max_retries;	/* retries after the first attempt, 0: default (4) */
 	long connect_timeout_ms; /* 0: default (2000) */
-	long total_timeout_ms;	/* per attempt, 0: default (10000) */
+	long total_timeout_ms;	/* per attempt, 0: default (5000) */
 };
 
 /* What the server said when it refused a request. */
