@@ -1,0 +1,572 @@
+"""More of the write side: what tests/test_write.py does not pin down yet.
+
+Scratch files as local files, a scratch file renamed onto a record while
+still open, a record renamed to a scratch name, the attributes after a save,
+queued saves that the server later refuses, unmount with a queued save, a
+batch with one bad file, a create that collides, offline saves, and the
+request counts of .klipy/status.  As in test_write.py, every test checks the
+file view through the mount, the emulator's records and its exact request
+log.
+"""
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from mountutil import Traffic, iso_to_epoch
+from test_write import (DELIVERY_TIMEOUT, _fmt, _patches_ok,
+			_wait_delivered, api_path, body_keys, body_of, expect,
+			listed, people, person, read, records, server, settle,
+			status_files, text, with_field, write_file)
+
+
+# ---------------------------------------------------------------- helpers
+
+def read_bytes(path):
+	with open(path, 'rb') as f:
+		return f.read()
+
+
+def rejected_path(m, name, coll='people'):
+	return m.p('.klipy', 'rejected', coll, name)
+
+
+def ls_a(path):
+	"""`ls -a` of @path, one name a line."""
+	r = subprocess.run(['ls', '-a', '-1', path], capture_output=True,
+			   text=True, check=True)
+	return r.stdout.splitlines()
+
+
+def wait_for(cond, timeout, what):
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		if cond():
+			return
+		time.sleep(0.2)
+	raise AssertionError('timed out waiting for %s' % what)
+
+
+def assert_attrs_match(path, rec):
+	"""stat of @path agrees with its text and the record's updatedTime."""
+	data = read_bytes(path)
+	st = os.stat(path)
+	assert data == text(rec).encode()
+	assert st.st_size == len(data)
+	assert int(st.st_mtime) == int(iso_to_epoch(rec['updatedTime'])), \
+		(st.st_mtime, rec['updatedTime'])
+
+
+# ---------------------------------------------------------------- scratch
+
+def test_scratch_files_are_local_and_vanish_at_unmount(emulator, mount_fs,
+							tmp_path):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, cache_dir=cache)
+	d = m.p('people')
+	os.listdir(d)			# the listing is cached: ls -a is free
+	rec, path = person(emulator, m)
+	x = rec['id'] + '.json'
+	n_people = len(records(emulator, 'people'))
+
+	# vim's swap file: sparse random writes, fsync, truncate up and down.
+	swp = os.path.join(d, '.%s.swp' % x)
+	fd = os.open(swp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+	try:
+		assert os.pwrite(fd, b'tail', 8192) == 4
+		assert os.pwrite(fd, b'b0VIM 9.0', 0) == 9
+		assert os.pwrite(fd, b'mid', 4000) == 3
+		os.fsync(fd)
+		assert os.fstat(fd).st_size == 8196
+		want = bytearray(8196)
+		want[0:9] = b'b0VIM 9.0'
+		want[4000:4003] = b'mid'
+		want[8192:8196] = b'tail'
+		assert os.pread(fd, 10000, 0) == bytes(want)
+		assert os.pread(fd, 5, 3998) == b'\0\0mid'
+		os.ftruncate(fd, 12000)
+		assert os.fstat(fd).st_size == 12000
+		assert os.pread(fd, 4000, 8190) == b'\0\0tail' + bytes(3804)
+		os.ftruncate(fd, 4002)
+		assert os.pread(fd, 100, 3990) == bytes(10) + b'mi'
+		os.fsync(fd)
+	finally:
+		os.close(fd)
+	assert os.stat(swp).st_size == 4002
+	swp_bytes = bytes(want[:4002])
+	assert read_bytes(swp) == swp_bytes
+
+	# vim's probe file 4913: created, closed, removed.
+	probe = os.path.join(d, '4913')
+	fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+	os.close(fd)
+	assert os.stat(probe).st_size == 0
+	os.unlink(probe)
+	assert not os.path.lexists(probe)
+	# ... and once more, kept this time.
+	with open(probe, 'wb') as f:
+		f.write(b'4913')
+
+	# A backup holding the record's text, truncated by path.
+	backup = os.path.join(d, x + '~')
+	with open(backup, 'wb') as f:
+		f.write(text(rec).encode())
+	os.truncate(backup, 10)
+	assert read_bytes(backup) == text(rec).encode()[:10]
+	os.truncate(backup, 20)
+	assert read_bytes(backup) == text(rec).encode()[:10] + bytes(10)
+
+	# emacs's auto-save file, renamed between scratch names and back,
+	# once onto an existing scratch file (which it replaces).
+	auto = os.path.join(d, '#%s#' % x)
+	with open(auto, 'wb') as f:
+		f.write(b'{"autosaved": true}\n')
+	other = os.path.join(d, '.%s.Ab12Cd' % x)
+	os.rename(auto, other)
+	assert not os.path.lexists(auto)
+	assert read_bytes(other) == b'{"autosaved": true}\n'
+	with open(auto, 'wb') as f:
+		f.write(b'older')
+	os.rename(other, auto)
+	assert not os.path.lexists(other)
+	assert read_bytes(auto) == b'{"autosaved": true}\n'
+
+	# A plain text file, appended to.
+	notes = os.path.join(d, 'notes.txt')
+	with open(notes, 'w') as f:
+		f.write('line 1\n')
+	with open(notes, 'a') as f:
+		f.write('line 2\n')
+	assert read_bytes(notes) == b'line 1\nline 2\n'
+
+	# emacs's lock: a dangling symlink whose target is the lock owner.
+	lock = os.path.join(d, '.#' + x)
+	target = 'user@host.1234:1700000000'
+	os.symlink(target, lock)
+	assert os.readlink(lock) == target
+	assert os.path.islink(lock)
+	assert not os.path.exists(lock)		# dangling, as emacs leaves it
+
+	scratch = {'.%s.swp' % x: 4002, '4913': 4, x + '~': 20,
+		   '#%s#' % x: 20, 'notes.txt': 14}
+	names = ls_a(d)
+	for name, size in scratch.items():
+		assert name in names, name
+		assert os.lstat(os.path.join(d, name)).st_size == size, name
+	assert '.#' + x in names
+	assert os.lstat(lock).st_size == len(target)
+	assert '.%s.Ab12Cd' % x not in names
+	assert x in names
+	assert sorted(n for n in names if n not in ('.', '..')) == \
+		sorted(os.listdir(d))
+
+	# The record itself is untouched, and nothing of this was sent.
+	assert read(path) == text(rec)
+	expect(emulator, [])
+	assert server(emulator, 'people', rec['id']) == rec
+	assert len(records(emulator, 'people')) == n_people
+
+	os.unlink(lock)
+	assert not os.path.lexists(lock)
+	os.symlink(target, lock)
+	m.umount()
+	emulator.reset()
+	m2 = mount_fs(emulator, cache_dir=cache)
+	emulator.reset()
+	d2 = m2.p('people')
+	for name in list(scratch) + ['.#' + x]:
+		assert not os.path.lexists(os.path.join(d2, name)), name
+	names = ls_a(d2)
+	assert not [n for n in names if n in scratch or n == '.#' + x]
+	assert x in names
+	assert read(m2.p('people', x)) == text(rec)
+	expect(emulator, [])
+
+
+def test_scratch_renamed_onto_record_while_open_saves_at_close(emulator,
+							       mnt):
+	rec, path = person(emulator, mnt)
+	new = with_field(read(path), 'title', 'Renamed While Open').encode()
+	tmp = mnt.p('people', '.%s.json.Xy9Zq1' % rec['id'])
+	fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+	try:
+		half = len(new) // 2
+		os.write(fd, new[:half])
+		os.rename(tmp, path)
+		assert not os.path.lexists(tmp)
+		# The rename alone is no save: the text is half written.
+		expect(emulator, [])
+		assert server(emulator, 'people', rec['id']) == rec
+		os.write(fd, new[half:])
+		expect(emulator, [])
+	finally:
+		os.close(fd)		# raises if the save failed
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+	now = server(emulator, 'people', rec['id'])
+	assert now['title'] == 'Renamed While Open'
+	assert {k: v for k, v in now.items() if k not in ('title',
+							 'updatedTime')} == \
+		{k: v for k, v in rec.items() if k not in ('title',
+							 'updatedTime')}
+	assert read(path) == text(now)
+	assert_attrs_match(path, now)
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+
+
+def test_record_renamed_to_scratch_name_then_recreated(emulator, mnt):
+	os.listdir(mnt.p('people'))	# listed below: cached, so free
+	rec, path = person(emulator, mnt)
+	bak = path + '.bak'
+	r = subprocess.run(['mv', path, bak], capture_output=True, text=True)
+	assert r.returncode == 0, r.stderr
+	assert read(bak) == text(rec)
+	assert not os.path.lexists(path)
+	assert rec['id'] + '.json' not in os.listdir(mnt.p('people'))
+	assert rec['id'] + '.json.bak' in os.listdir(mnt.p('people'))
+	with pytest.raises(FileNotFoundError):
+		open(path, 'rb')
+	expect(emulator, [])
+	assert server(emulator, 'people', rec['id']) == rec
+
+	# Writing the record name anew (as emacs does after its backup
+	# rename) is an update of the same record, not a create.
+	n_people = len(records(emulator, 'people'))
+	new = with_field(text(rec), 'title', 'Back Again')
+	assert write_file(path, new, os.O_WRONLY | os.O_CREAT | os.O_EXCL) \
+		is None
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+	now = server(emulator, 'people', rec['id'])
+	assert now['title'] == 'Back Again'
+	assert len(records(emulator, 'people')) == n_people
+	assert read(path) == text(now)
+	assert_attrs_match(path, now)
+	assert read(bak) == text(rec)
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+
+
+# ---------------------------------------------------------------- stat
+
+@pytest.mark.parametrize('how', ['in-place', 'rename-over'])
+def test_stat_after_save_shows_size_and_updated_time(emulator, mnt, how):
+	os.listdir(mnt.p('people'))	# listed below: cached, so free
+	rec, path = person(emulator, mnt)
+	st0 = os.stat(path)
+	assert st0.st_size == len(text(rec).encode())
+	# A longer value, so a stale cached size would show.
+	value = 'Stat Check ' * 7 + how
+	new = with_field(read(path), 'title', value)
+	if how == 'in-place':
+		assert write_file(path, new) is None
+	else:
+		with tempfile.NamedTemporaryFile('w', dir=mnt.p('people'),
+						 delete=False) as f:
+			f.write(new)
+		os.replace(f.name, path)
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+	now = server(emulator, 'people', rec['id'])
+	assert now['title'] == value
+	assert now['updatedTime'] != rec['updatedTime']
+	assert_attrs_match(path, now)
+	# A listing shows the same attributes.
+	d = mnt.p('people')
+	for e in os.scandir(d):
+		if e.name == rec['id'] + '.json':
+			st = e.stat()
+			assert st.st_size == len(text(now).encode())
+			assert int(st.st_mtime) == \
+				int(iso_to_epoch(now['updatedTime']))
+			break
+	else:
+		raise AssertionError('%s not listed' % path)
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+
+
+# ---------------------------------------------------------------- refusals
+
+def test_queued_save_refused_later_moves_to_rejected(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	name = rec['id'] + '.json'
+	bad = with_field(read(path), 'tags', 'not-a-list')
+	emulator.config(fail_rate=1.0)
+	try:
+		assert write_file(path, bad) is None
+		pend = mnt.status()['pending']
+		assert [p['file'] for p in pend] == ['people/' + name], pend
+		assert pend[0]['method'] == 'PATCH'
+		assert status_files(mnt, 'rejected') == []
+		assert server(emulator, 'people', rec['id']) == rec
+	finally:
+		emulator.config(fail_rate=0)
+
+	def refused():
+		st = mnt.status()
+		return not st['pending'] and \
+			listed([e['file'] for e in st['rejected']], 'people',
+			       name)
+	wait_for(refused, DELIVERY_TIMEOUT, 'the queued save to be refused')
+	reqs = settle(emulator, 1, quiet=0.5)
+	# Only PATCHes of this record were tried; all failed with the 503 of
+	# the outage but the last, which the server refused.
+	assert {(r['method'], api_path(r['path'])) for r in reqs} == \
+		{('PATCH', '/people/' + rec['id'])}, _fmt(reqs)
+	assert [r['status'] for r in reqs[:-1]] == [503] * (len(reqs) - 1), \
+		_fmt(reqs)
+	assert reqs[-1]['status'] == 400, _fmt(reqs)
+	assert body_keys(reqs[-1]) == {'tags'}
+	assert body_of(reqs[-1]) == {'tags': 'not-a-list'}
+	assert server(emulator, 'people', rec['id']) == rec
+	assert read(rejected_path(mnt, name)) == bad
+	assert name in os.listdir(mnt.p('.klipy', 'rejected', 'people'))
+	lines = [ln for ln in mnt.log().splitlines()
+		 if 'VALIDATION_ERROR' in ln and name in ln]
+	assert lines, mnt.log()[-3000:]
+
+	os.unlink(rejected_path(mnt, name))
+	assert not os.path.lexists(rejected_path(mnt, name))
+	assert status_files(mnt, 'rejected') == []
+	assert status_files(mnt, 'pending') == []
+	# The record file is the server's again (it may be fetched once).
+	n = len(reqs)
+	assert read(path) == text(rec)
+	more = settle(emulator, n, quiet=0.3)[n:]
+	assert [(r['method'], api_path(r['path'])) for r in more] in \
+		([], [('GET', '/people/' + rec['id'])]), _fmt(more)
+
+
+@pytest.mark.parametrize('how', ['fusermount', 'sigterm'])
+def test_unmount_with_queued_save_waits_then_remount_delivers(
+		emulator, mount_fs, tmp_path, how):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, '--flush-timeout=2', cache_dir=cache)
+	rec, path = person(emulator, m)
+	new = with_field(read(path), 'title', 'Queued At Unmount')
+	emulator.config(fail_rate=1.0)
+	try:
+		assert write_file(path, new) is None
+		assert read(path) == new
+		assert listed(status_files(m, 'pending'), 'people',
+			      rec['id'] + '.json')
+		t0 = time.monotonic()
+		if how == 'fusermount':
+			m.umount()
+		else:
+			os.kill(m.proc.pid, signal.SIGTERM)
+			assert m.wait() == 0, m.log()[-3000:]
+			assert not m.mounted()
+		took = time.monotonic() - t0
+		assert 1.5 <= took < 6.0, 'unmount took %.1f s' % took
+		assert server(emulator, 'people', rec['id']) == rec
+	finally:
+		emulator.config(fail_rate=0)
+	log = m.log()
+	assert re.search(r'\b1 saves? [^\n]*queued', log), log[-3000:]
+	reqs = emulator.requests()
+	assert {(r['method'], api_path(r['path'])) for r in reqs} == \
+		{('PATCH', '/people/' + rec['id'])}, _fmt(reqs)
+	assert all(r['status'] == 503 for r in reqs), _fmt(reqs)
+
+	m2 = mount_fs(emulator, cache_dir=cache)
+	_wait_delivered(emulator, rec['id'], 'title', 'Queued At Unmount')
+	ok = _patches_ok(emulator, rec['id'])
+	assert len(ok) == 1, _fmt(emulator.requests())
+	assert body_keys(ok[0]) == {'title'}
+	wait_for(lambda: status_files(m2, 'pending') == [], 5,
+		 'the journal to empty')
+	now = server(emulator, 'people', rec['id'])
+	assert read(m2.p('people', rec['id'] + '.json')) == text(now)
+	# Nothing more goes out: the journal held it once.
+	time.sleep(1.0)
+	assert len(_patches_ok(emulator, rec['id'])) == 1
+
+
+def test_batch_with_one_bad_file(emulator, mnt):
+	recs = people(emulator, 3)
+	paths = [mnt.p('people', r['id'] + '.json') for r in recs]
+	for r, p in zip(recs, paths):
+		assert read(p) == text(r)
+	emulator.reset()
+	texts = [with_field(text(r), 'title', 'Batch %d' % i)
+		 for i, r in enumerate(recs)]
+	texts[1] = texts[1].replace('{', '', 1)		# not JSON any more
+	errs = [write_file(p, t) for p, t in zip(paths, texts)]
+	assert errs == [None, errno.EINVAL, None]
+	expect(emulator, [('PATCH', '/people/' + recs[0]['id'], {'title'}),
+			  ('PATCH', '/people/' + recs[2]['id'], {'title'})])
+	now = records(emulator, 'people')
+	assert now[recs[0]['id']]['title'] == 'Batch 0'
+	assert now[recs[2]['id']]['title'] == 'Batch 2'
+	assert now[recs[1]['id']] == recs[1]
+	assert read(paths[0]) == text(now[recs[0]['id']])
+	assert read(paths[2]) == text(now[recs[2]['id']])
+	assert read(paths[1]) == text(recs[1])
+	name = recs[1]['id'] + '.json'
+	assert read(rejected_path(mnt, name)) == texts[1]
+	assert status_files(mnt, 'rejected') == ['people/' + name]
+	assert status_files(mnt, 'pending') == []
+	expect(emulator, [('PATCH', '/people/' + recs[0]['id'], {'title'}),
+			  ('PATCH', '/people/' + recs[2]['id'], {'title'})])
+
+
+def test_batch_shell_loop_with_one_bad_file(emulator, mnt, tmp_path):
+	recs = people(emulator, 3, skip=3)
+	ids = [r['id'] for r in recs]
+	for r in recs:
+		assert read(mnt.p('people', r['id'] + '.json')) == text(r)
+	emulator.reset()
+	src = tmp_path / 'src'
+	src.mkdir()
+	for i, r in enumerate(recs):
+		t = with_field(text(r), 'title', 'Loop %d' % i)
+		if i == 1:
+			t = t.replace('"', '', 1)
+		(src / r['id']).write_text(t)
+	script = 'for f in "$@"; do cat "%s/$f" > "%s/$f.json"; done' % (
+		src, mnt.p('people'))
+	subprocess.run(['bash', '-c', script, 'bash'] + ids, check=True)
+	expect(emulator, [('PATCH', '/people/' + ids[0], {'title'}),
+			  ('PATCH', '/people/' + ids[2], {'title'})])
+	now = records(emulator, 'people')
+	assert now[ids[0]]['title'] == 'Loop 0'
+	assert now[ids[2]]['title'] == 'Loop 2'
+	assert now[ids[1]] == recs[1]
+	assert read(rejected_path(mnt, ids[1] + '.json')) == \
+		(src / ids[1]).read_text()
+	# bash ignores the failed close; the log names the file.
+	assert [ln for ln in mnt.log().splitlines()
+		if ids[1] + '.json' in ln], mnt.log()[-3000:]
+	assert read(mnt.p('people', ids[1] + '.json')) == text(recs[1])
+
+
+def test_create_with_taken_email_is_eexist(emulator, mnt):
+	os.listdir(mnt.p('people'))
+	taken = people(emulator, 1, skip=1)[0]
+	emulator.reset()
+	before = records(emulator, 'people')
+	body = {'firstName': 'Dup', 'lastName': 'Licate',
+		'email': taken['email']}
+	data = json.dumps(body, indent=2) + '\n'
+	path = mnt.p('people', 'new.json')
+	post = ('POST', '/people', set(body))
+	# `cat > people/new.json`: cat checks the close of its output.
+	r = subprocess.run(['sh', '-c', 'cat > "$1"', 'sh', path], input=data,
+			   capture_output=True, text=True)
+	assert r.returncode != 0, r
+	assert 'File exists' in r.stderr, r.stderr
+	reqs = expect(emulator, [post], misses=['/people/new'])
+	assert reqs[0]['status'] == 409
+	assert body_of(reqs[0]) == body
+	assert records(emulator, 'people') == before
+	assert read(rejected_path(mnt, 'new.json')) == data
+	assert status_files(mnt, 'rejected') == ['people/new.json']
+	assert status_files(mnt, 'pending') == []
+	lines = [ln for ln in mnt.log().splitlines()
+		 if 'new.json' in ln and 'CONFLICT' in ln]
+	assert lines, mnt.log()[-3000:]
+	# Saved again, the server is asked again and close says EEXIST.
+	assert write_file(path, data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) \
+		== errno.EEXIST
+	reqs = expect(emulator, [post, post], misses=['/people/new'])
+	assert [r['status'] for r in reqs] == [409, 409]
+	assert records(emulator, 'people') == before
+	assert read(rejected_path(mnt, 'new.json')) == data
+	assert status_files(mnt, 'rejected') == ['people/new.json']
+
+
+# ---------------------------------------------------------------- offline
+
+def test_offline_save_is_queued_and_delivered_online(emulator, mount_fs,
+						     tmp_path):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, cache_dir=cache)
+	rec, path = person(emulator, m)
+	m.umount()
+	emulator.reset()
+
+	# Without --flush-timeout an offline unmount with a queued save
+	# waits the whole default grace (10 s), though it sends nothing.
+	off = mount_fs(emulator, '--offline', '--flush-timeout=2',
+		       cache_dir=cache)
+	opath = off.p('people', rec['id'] + '.json')
+	assert read(opath) == text(rec)
+	new = with_field(read(opath), 'title', 'Written Offline')
+	assert write_file(opath, new) is None
+	assert read(opath) == new
+	assert os.stat(opath).st_size == len(new.encode())
+	pend = off.status()['pending']
+	assert [p['file'] for p in pend] == ['people/' + rec['id'] + '.json']
+	assert off.status()['api']['offline'] is True
+	t0 = time.monotonic()
+	off.umount()
+	assert time.monotonic() - t0 < 6.0
+	assert re.search(r'\b1 saves? [^\n]*queued', off.log())
+	# An offline mount talks to nobody, not even at unmount.
+	expect(emulator, [])
+	assert server(emulator, 'people', rec['id']) == rec
+
+	m2 = mount_fs(emulator, cache_dir=cache)
+	got = _wait_delivered(emulator, rec['id'], 'title', 'Written Offline')
+	ok = _patches_ok(emulator, rec['id'])
+	assert len(ok) == 1, _fmt(emulator.requests())
+	assert body_keys(ok[0]) == {'title'}
+	assert {k: v for k, v in got.items() if k not in ('title',
+							 'updatedTime')} == \
+		{k: v for k, v in rec.items() if k not in ('title',
+							 'updatedTime')}
+	wait_for(lambda: status_files(m2, 'pending') == [], 5,
+		 'the journal to empty')
+	assert read(m2.p('people', rec['id'] + '.json')) == \
+		text(server(emulator, 'people', rec['id']))
+	time.sleep(1.0)
+	assert len(_patches_ok(emulator, rec['id'])) == 1
+
+
+# ---------------------------------------------------------------- status
+
+def _daemon_counts(m):
+	return dict(m.status()['api']['requests'])
+
+
+def _diff(after, before):
+	out = {}
+	for k, v in after.items():
+		if v - before.get(k, 0):
+			out[k] = v - before.get(k, 0)
+	return out
+
+
+def test_status_request_counts_match_the_server(emulator, mnt):
+	# The mount's GET /authenticate is not in the daemon's counts: compare
+	# from here on.
+	d0 = _daemon_counts(mnt)
+	t = Traffic(emulator)
+
+	names = os.listdir(mnt.p('people'))
+	recs = people(emulator, 3)
+	for r in recs:
+		assert read(mnt.p('people', r['id'] + '.json')) == \
+			text(server(emulator, 'people', r['id']))
+	cid = next(iter(records(emulator, 'companies')))
+	read(mnt.p('companies', cid + '.json'))
+	assert not os.path.exists(mnt.p('people', 'nosuchperson.json'))
+	path = mnt.p('people', recs[0]['id'] + '.json')
+	assert write_file(path, with_field(read(path), 'title',
+					   'Counted')) is None
+	settle(emulator, 1)
+	assert len(names) == len(records(emulator, 'people'))
+
+	got = _diff(_daemon_counts(mnt), d0)
+	want = t.delta()
+	assert got == want, 'daemon %s, server %s' % (got, want)
+	assert want.get('PATCH /people/{id}') == 1, want
+	assert want.get('POST /people/query') == 3, want
+	assert mnt.status()['api']['total'] == sum(
+		_daemon_counts(mnt).values())
+	# Reading the status costs nothing.
+	assert t.delta() == want
