@@ -1030,6 +1030,11 @@ int api_delete(struct api *api, const char *coll, const char *id,
 	return call_simple(api, "DELETE", coll, id, NULL, NULL, false, res);
 }
 
+bool api_offline(struct api *api)
+{
+	return atomic_load(&api->offline);
+}
+
 void api_set_offline(struct api *api, bool offline)
 {
 	atomic_store(&api->offline, offline);

@@ -559,9 +559,10 @@ static void *delivery_thread(void *arg)
 		struct timespec until;
 		int64_t at;
 
+		/* Offline, nothing can be delivered: no grace period either. */
 		pthread_mutex_lock(&sv->lock);
-		if (sv->stopping &&
-		    (left == 0 || store_now_ms() >= sv->deadline_ms)) {
+		if (sv->stopping && (left == 0 || api_offline(sv->api) ||
+				     store_now_ms() >= sv->deadline_ms)) {
 			pthread_mutex_unlock(&sv->lock);
 			break;
 		}

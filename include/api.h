@@ -107,6 +107,9 @@ int api_delete(struct api *api, const char *coll, const char *id,
  */
 void api_set_offline(struct api *api, bool offline);
 
+/* True after api_set_offline(api, true). */
+bool api_offline(struct api *api);
+
 /* True unless the last attempt to reach the server failed at the transport. */
 bool api_reachable(struct api *api);
 
