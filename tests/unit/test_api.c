@@ -9,19 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "api.h"
 #include "api_decode.h"
 
-static int failures;
 
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",     \
-				__FILE__, __LINE__, __func__, #cond);        \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 static bool str_eq(const char *a, const char *b)
 {

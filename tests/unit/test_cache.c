@@ -17,17 +17,10 @@
 
 #include <lmdb.h>
 
-static int failures;
+#include "check.h"
+
 static char root[] = "/tmp/klipyfs-test-cache-XXXXXX";
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",     \
-				__FILE__, __LINE__, __func__, #cond);         \
-			failures++;                                           \
-		}                                                             \
-	} while (0)
 
 /* A new, not yet existing directory (two levels, to exercise mkdir -p). */
 static char *store_dir(const char *name)

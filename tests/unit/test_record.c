@@ -8,19 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "record.h"
 #include "strmap.h"
 
-static int failures;
 
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",     \
-				__FILE__, __LINE__, __func__, #cond);        \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 static char *format(const char *json)
 {
