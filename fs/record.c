@@ -100,6 +100,9 @@ static void put_string(struct sbuf *sb, const char *s)
 /*
  * cJSON keeps numbers as doubles, so integers print as integers while they
  * are exact, and other values in the shortest form that reads back the same.
+ * NEEDSWORK: integers beyond 2^53 lose digits; keeping the server's own
+ * number text would need a parser that preserves it (no such field exists
+ * in the API today).
  */
 static void put_number(struct sbuf *sb, double v)
 {

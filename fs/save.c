@@ -448,7 +448,13 @@ int save_delete(struct save *sv, enum coll c, const char *id)
 
 /* Delivery of the journal */
 
-/* Send one queued entry; 0 when it is done with (delivered or refused). */
+/*
+ * Send one queued entry; 0 when it is done with (delivered or refused).
+ * NEEDSWORK: a queued PATCH is not checked for fields the server changed
+ * while it waited (it still sends only the user's fields), and a create
+ * whose answer was lost to a crash before the entry was removed is sent
+ * again: the API has no idempotency key to make that safe.
+ */
 static int deliver(struct save *sv, const cJSON *e)
 {
 	const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
