@@ -25,10 +25,9 @@ struct fs {
 	time_t mounted_at;	/* directories' times */
 };
 
-/* The size and mtime last handed to the kernel for a path. */
+/* The size last handed to the kernel for a path. */
 struct shown {
 	size_t size;
-	int64_t mtime;
 };
 
 /* An open file: a node, or a snapshot of a record or .klipy file. */
@@ -212,8 +211,7 @@ static mode_t record_mode(enum coll c)
 }
 
 /* Remember what the kernel was told; caller holds fs->lock. */
-static void note_shown(struct fs *fs, const char *path, size_t size,
-		       int64_t mtime)
+static void note_shown(struct fs *fs, const char *path, size_t size)
 {
 	struct shown *s = strmap_get(fs->sizes, path);
 
@@ -225,7 +223,6 @@ static void note_shown(struct fs *fs, const char *path, size_t size,
 		}
 	}
 	s->size = size;
-	s->mtime = mtime;
 }
 
 static void free_record(void *rec)
@@ -344,7 +341,7 @@ static int stat_entry(struct fs *fs, const char *path, const struct fpath *fp,
 	free(id);
 	if (!err) {
 		pthread_mutex_lock(&fs->lock);
-		note_shown(fs, path, st->st_size, st->st_mtime);
+		note_shown(fs, path, st->st_size);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	return err;
@@ -607,16 +604,17 @@ static bool wants_write(const struct fuse_file_info *fi)
 
 /*
  * Reading a record serves the text of one version.  The page cache is kept
- * when the kernel already holds this version; when the size the kernel
- * last saw differs, reads bypass it, so a stale size can never cut the
- * text short.
+ * only when the last reader was served exactly this text; when the size
+ * the kernel last saw differs, reads bypass the cache, so a stale size can
+ * never cut the text short.
  */
 static int open_record_read(struct fs *fs, const char *path, enum coll c,
 			    const char *id, struct fuse_file_info *fi)
 {
+	const struct cache_record *prev;
 	struct cache_record rec;
+	bool size_ok, same_text;
 	struct shown *s;
-	bool same;
 	int err;
 
 	err = store_get(fs->store, c, id, false, true, &rec);
@@ -624,12 +622,16 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 		return err;
 	pthread_mutex_lock(&fs->lock);
 	s = strmap_get(fs->sizes, path);
-	same = s && s->size == rec.len && s->mtime == rec.mtime;
-	note_served(fs, path, &rec);
+	prev = strmap_get(fs->served, path);
+	size_ok = s && s->size == rec.len;
+	same_text = prev && prev->len == rec.len &&
+		    !memcmp(prev->text, rec.text, rec.len);
+	if (!same_text)
+		note_served(fs, path, &rec);
 	pthread_mutex_unlock(&fs->lock);
-	err = open_snapshot(fi, rec.text, rec.len, !same);
+	err = open_snapshot(fi, rec.text, rec.len, !size_ok);
 	if (!err)
-		fi->keep_cache = same;
+		fi->keep_cache = size_ok && same_text;
 	return err;
 }
 
@@ -1414,7 +1416,7 @@ static int emit_record(struct lister *l, const char *id, off_t next)
 		fill_file(l->fs, &st, record_mode(l->coll), 0, 0);
 	plus = plus || (n && n->kind == NODE_FILE);
 	if (plus)
-		note_shown(l->fs, path, st.st_size, st.st_mtime);
+		note_shown(l->fs, path, st.st_size);
 	pthread_mutex_unlock(&l->fs->lock);
 	return l->filler(l->buf, name, &st, next, plus ? FUSE_FILL_DIR_PLUS : 0);
 }
