@@ -474,6 +474,11 @@ static int commit(struct fs *fs, struct node *n)
 	int err;
 
 	pthread_mutex_lock(&fs->lock);
+	if (!n->dirty) {
+		/* Another close of the same file is already saving it. */
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
 	text = malloc(n->len + 1);
 	if (text) {
 		memcpy(text, n->buf, n->len);
