@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "node.h"
+#include "path.h"
 #include "status.h"
 #include "strmap.h"
 
@@ -56,128 +57,6 @@ static struct fs **get_fs_holder(void)
 static struct fs *get_fs(void)
 {
 	return fuse_get_context()->private_data;
-}
-
-/* Paths */
-
-enum path_kind {
-	P_ROOT,
-	P_COLL,		/* /people */
-	P_ENTRY,	/* /people/<name> */
-	P_META,		/* /.klipy */
-	P_STATUS,	/* /.klipy/status */
-	P_REJ,		/* /.klipy/rejected */
-	P_REJ_COLL,	/* /.klipy/rejected/people */
-	P_REJ_FILE,	/* /.klipy/rejected/people/<name> */
-	P_NONE,
-};
-
-struct fpath {
-	enum path_kind kind;
-	enum coll coll;
-	const char *name;	/* last component for entries */
-	bool record;		/* a record name: <stem>.json, no leading dot */
-	char stem[256];		/* the name without .json */
-};
-
-static const char meta_dir[] = ".klipy";
-
-/* Split "/a/b/c" into up to three components. */
-static int split(const char *path, const char *part[3], size_t len[3])
-{
-	int n = 0;
-
-	while (*path) {
-		const char *end;
-
-		while (*path == '/')
-			path++;
-		if (!*path)
-			break;
-		if (n == 3)
-			return -1;
-		end = strchrnul(path, '/');
-		part[n] = path;
-		len[n++] = end - path;
-		path = end;
-	}
-	return n;
-}
-
-static void classify_entry(struct fpath *fp, const char *name)
-{
-	size_t len = strlen(name);
-
-	fp->name = name;
-	fp->record = name[0] != '.' && len > 5 && len - 5 < sizeof(fp->stem) &&
-		     !strcmp(name + len - 5, ".json");
-	if (fp->record) {
-		memcpy(fp->stem, name, len - 5);
-		fp->stem[len - 5] = '\0';
-	}
-}
-
-static void parse_path(const char *path, struct fpath *fp)
-{
-	const char *part[3];
-	size_t len[3];
-	int n = split(path, part, len), c;
-
-	memset(fp, 0, sizeof(*fp));
-	fp->kind = P_NONE;
-	if (n == 0) {
-		fp->kind = P_ROOT;
-		return;
-	}
-	if (n > 0 && len[0] == strlen(meta_dir) &&
-	    !strncmp(part[0], meta_dir, len[0])) {
-		if (n == 1)
-			fp->kind = P_META;
-		else if (len[1] == 6 && !strncmp(part[1], "status", 6))
-			fp->kind = n == 2 ? P_STATUS : P_NONE;
-		else if (len[1] == 8 && !strncmp(part[1], "rejected", 8))
-			fp->kind = P_REJ;
-		if (fp->kind != P_REJ || n == 2)
-			return;
-		c = coll_lookup(part[2], len[2]);
-		fp->kind = c < 0 ? P_NONE : P_REJ_COLL;
-		fp->coll = c;
-		return;
-	}
-	c = coll_lookup(part[0], len[0]);
-	if (c < 0 || n > 2)
-		return;
-	fp->coll = c;
-	fp->kind = n == 1 ? P_COLL : P_ENTRY;
-	if (n == 2)
-		classify_entry(fp, part[1]);
-}
-
-/*
- * .klipy/rejected/<coll>/<name> has four components; split() stops at
- * three, so such paths are recognised here.
- */
-static void parse_any(const char *path, struct fpath *fp)
-{
-	static const char prefix[] = "/.klipy/rejected/";
-	const char *rest, *slash;
-	int c;
-
-	if (strncmp(path, prefix, sizeof(prefix) - 1)) {
-		parse_path(path, fp);
-		return;
-	}
-	rest = path + sizeof(prefix) - 1;
-	slash = strchr(rest, '/');
-	if (!slash || !slash[1] || strchr(slash + 1, '/')) {
-		parse_path(path, fp);
-		return;
-	}
-	memset(fp, 0, sizeof(*fp));
-	c = coll_lookup(rest, slash - rest);
-	fp->kind = c < 0 ? P_NONE : P_REJ_FILE;
-	fp->coll = c < 0 ? 0 : c;
-	fp->name = slash + 1;
 }
 
 /* Attributes */
@@ -370,7 +249,7 @@ static int op_getattr(const char *path, struct stat *st,
 	size_t len;
 
 	(void)fi;
-	parse_any(path, &fp);
+	path_parse(path, &fp);
 	switch (fp.kind) {
 	case P_ROOT:
 	case P_COLL:
@@ -446,7 +325,7 @@ static void settle(struct fs *fs, struct node *n)
 	if (strmap_get(fs->nodes, n->path) != n || n->writers || n->dirty ||
 	    n->scratch || n->draft || !n->id)
 		return;
-	parse_path(n->path, &parsed);
+	path_parse(n->path, &parsed);
 	fp = &parsed;
 	if (fp->record && !strcmp(fp->stem, n->id)) {
 		table_del(fs, n->path);
@@ -498,7 +377,7 @@ static int commit(struct fs *fs, struct node *n)
 		goto out;
 	}
 
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	req.coll = fp.coll;
 	req.name = fp.name;
 	req.id = id;
@@ -705,7 +584,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	size_t len;
 	int err;
 
-	parse_any(path, &fp);
+	path_parse(path, &fp);
 	switch (fp.kind) {
 	case P_STATUS:
 		if (wants_write(fi))
@@ -734,7 +613,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	struct fpath fp;
 	int err = 0;
 
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	if (fp.kind != P_ENTRY)
 		return -EACCES;
 	n = node_new(NODE_FILE, path);
@@ -954,7 +833,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&fs->lock);
 		return err;
 	}
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	if (fp.kind != P_ENTRY)
 		return -EACCES;
 	return truncate_record(fs, path, &fp, size);
@@ -1055,7 +934,7 @@ static int op_unlink(const char *path)
 	char *id;
 	int err;
 
-	parse_any(path, &fp);
+	path_parse(path, &fp);
 	if (fp.kind == P_REJ_FILE)
 		return save_rejected_remove(fs->save, fp.coll, fp.name);
 	if (fp.kind != P_ENTRY)
@@ -1213,8 +1092,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	struct stat st;
 	struct node *src;
 
-	parse_path(from, &fp);
-	parse_path(to, &tp);
+	path_parse(from, &fp);
+	path_parse(to, &tp);
 	if (fp.kind != P_ENTRY || tp.kind != P_ENTRY)
 		return -EPERM;
 	if (flags & RENAME_EXCHANGE)
@@ -1262,7 +1141,7 @@ static int op_symlink(const char *target, const char *path)
 	struct node *n;
 	int err;
 
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	if (fp.kind != P_ENTRY || fp.record)
 		return -EPERM;
 	n = node_new(NODE_SYMLINK, path);
@@ -1338,7 +1217,7 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 	struct fpath fp;
 	int err = 0;
 
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -1492,7 +1371,7 @@ static int take_local(void *arg, const char *key, void *value)
 	    (n->kind != NODE_FILE && n->kind != NODE_SYMLINK))
 		return 0;
 	/* A record being edited is already in the listing. */
-	classify_entry(&fp, name);
+	path_classify(&fp, name);
 	if (n->id && fp.record && !strcmp(fp.stem, n->id))
 		return 0;
 	p = realloc(w->d->locals, (w->d->nlocals + 1) * sizeof(*p));
@@ -1564,7 +1443,7 @@ static int readdir_fixed(struct fs *fs, struct fpath *fp, void *buf,
 			 fuse_fill_dir_t filler)
 {
 	static const char *const root[] = { "people", "companies",
-					     "interactions", meta_dir };
+					     "interactions", PATH_META_DIR };
 	char **names = NULL;
 	size_t n = 0, i;
 	struct stat st;
@@ -1609,7 +1488,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	struct fpath fp;
 
 	(void)flags;
-	parse_path(path, &fp);
+	path_parse(path, &fp);
 	if (fp.kind == P_COLL)
 		return readdir_coll(fs, path, &fp, buf, filler, off, d);
 	return readdir_fixed(fs, &fp, buf, filler);
