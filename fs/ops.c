@@ -429,6 +429,7 @@ static int edit_node(struct fs *fs, const char *path, enum coll c,
 	err = store_get(fs->store, c, id, false, true, &rec);
 	if (err)
 		return err;
+	store_remember(fs->store, c, id, rec.text, rec.len);
 	n = node_new(NODE_FILE, path);
 	err = n ? node_set_str(&n->id, id) : -ENOMEM;
 	if (!err)
@@ -513,6 +514,8 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	if (!same_text)
 		note_served(fs, path, &rec);
 	pthread_mutex_unlock(&fs->lock);
+	if (!same_text)
+		store_remember(fs->store, c, id, rec.text, rec.len);
 	err = open_snapshot(fi, rec.text, rec.len, !size_ok);
 	if (!err)
 		fi->keep_cache = size_ok && same_text;

@@ -263,6 +263,30 @@ int64_t record_mtime(const cJSON *rec)
 	return 0;
 }
 
+bool record_text_updated(const char *text, size_t len, char *buf,
+			 size_t size)
+{
+	static const char key[] = "\n  \"updatedTime\": \"";
+	const char *at = memmem(text, len, key, sizeof(key) - 1), *end;
+
+	if (!at)
+		return false;
+	at += sizeof(key) - 1;
+	end = memchr(at, '"', text + len - at);
+	if (!end || (size_t)(end - at) >= size || memchr(at, '\\', end - at))
+		return false;
+	memcpy(buf, at, end - at);
+	buf[end - at] = '\0';
+	return true;
+}
+
+const char *record_updated(const cJSON *rec)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, "updatedTime");
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 bool record_field_readonly(const char *name)
 {
 	return !strcmp(name, "id") || !strcmp(name, "createdBy") ||
@@ -285,7 +309,8 @@ const char *record_readonly_change(const cJSON *base, const cJSON *edited)
 	return NULL;
 }
 
-cJSON *record_diff(const cJSON *base, const cJSON *edited)
+cJSON *record_diff(const cJSON *base, const cJSON *edited,
+		   bool clear_removed)
 {
 	cJSON *patch = cJSON_CreateObject();
 	const cJSON *f;
@@ -305,6 +330,8 @@ cJSON *record_diff(const cJSON *base, const cJSON *edited)
 			goto fail;
 	}
 	cJSON_ArrayForEach(f, base) {
+		if (!clear_removed)
+			break;
 		if (!f->string || record_field_readonly(f->string) ||
 		    cJSON_IsNull(f) ||
 		    cJSON_GetObjectItemCaseSensitive(edited, f->string))
@@ -316,6 +343,21 @@ cJSON *record_diff(const cJSON *base, const cJSON *edited)
 fail:
 	cJSON_Delete(patch);
 	return NULL;
+}
+
+void record_patch_prune(cJSON *patch, const cJSON *current)
+{
+	cJSON *f = patch->child, *next;
+
+	for (; f; f = next) {
+		const cJSON *cur;
+
+		next = f->next;
+		cur = cJSON_GetObjectItemCaseSensitive(current, f->string);
+		if ((cur && cJSON_Compare(cur, f, true)) ||
+		    (cJSON_IsNull(f) && (!cur || cJSON_IsNull(cur))))
+			cJSON_Delete(cJSON_DetachItemViaPointer(patch, f));
+	}
 }
 
 const char *record_patch_conflict(const cJSON *ours, const cJSON *theirs)

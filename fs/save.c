@@ -281,32 +281,76 @@ static int commit_create(struct save *sv, const struct save_req *req,
 /* Updates */
 
 /*
- * When the version the user edited is older than the TTL, someone else may
- * have changed the record since: fetch it, and refuse the save only when
- * both sides changed the same field differently.
+ * The version an edit started from: the one whose updatedTime the text
+ * still carries, if this mount handed it out (an editor keeps the text it
+ * read, across its own saves and other people's), else the version the
+ * file showed when it was opened.  NULL when neither is known.
  */
-static int check_conflict(struct save *sv, const struct save_req *req,
-			  const cJSON *base, const cJSON *ours)
+static cJSON *edit_base(struct save *sv, const struct save_req *req,
+			const cJSON *edited)
 {
-	struct cache_record fresh;
-	cJSON *server = NULL, *theirs = NULL;
-	const char *field;
-	char why[512];
+	const char *updated = record_updated(edited);
+	cJSON *base = NULL;
+	char *text;
+	size_t len;
+
+	if (updated) {
+		text = store_version(sv->store, req->coll, req->id, updated,
+				     &len);
+		if (text && !record_parse(text, len, &base)) {
+			free(text);
+			return base;
+		}
+		free(text);
+	}
+	if (req->base && !record_parse(req->base, req->base_len, &base))
+		return base;
+	return NULL;
+}
+
+/*
+ * The record as the server has it now: the cached copy while fresh, else
+ * fetched (so a version older than the TTL is checked against the
+ * server).  *current stays NULL when the server cannot be reached: the
+ * PATCH will find out and queue.
+ */
+static int current_version(struct save *sv, const struct save_req *req,
+			   cJSON **current, bool *pending)
+{
+	struct cache_record rec;
 	int err;
 
-	if (req->base_pending ||
-	    store_now_ms() - req->base_fetched_ms < store_ttl_ms(sv->store))
-		return 0;
-	err = store_refresh(sv->store, req->coll, req->id, &fresh);
-	if (err == -EAGAIN || err == -EIO)
-		return 0;	/* the PATCH will find out and queue */
+	*current = NULL;
+	err = store_get(sv->store, req->coll, req->id, false, true, &rec);
 	if (err == -ENOENT)
 		return reject(sv, req->coll, req->name, req->text, req->len,
 			      -ENOENT, "the record was deleted on the server");
 	if (err)
 		return 0;
-	if (!record_parse(fresh.text, fresh.len, &server))
-		theirs = record_diff(base, server);
+	*pending = rec.flags & CACHE_REC_PENDING;
+	record_parse(rec.text, rec.len, current);
+	cache_record_release(&rec);
+	return 0;
+}
+
+/*
+ * Refuse the save when the server changed a field the user changed too,
+ * to another value, since the version the user started from.  The
+ * server's copy of a save still queued here is the user's own text: no
+ * conflict with that.
+ */
+static int check_conflict(struct save *sv, const struct save_req *req,
+			  const cJSON *base, const cJSON *current,
+			  bool pending, const cJSON *ours)
+{
+	const char *field;
+	cJSON *theirs;
+	char why[512];
+	int err = 0;
+
+	if (!base->child || !current || pending)
+		return 0;
+	theirs = record_diff(base, current, true);
 	field = theirs ? record_patch_conflict(ours, theirs) : NULL;
 	if (field) {
 		snprintf(why, sizeof(why), "CONFLICT field '%s' was changed "
@@ -315,8 +359,6 @@ static int check_conflict(struct save *sv, const struct save_req *req,
 			     -ESTALE, why);
 	}
 	cJSON_Delete(theirs);
-	cJSON_Delete(server);
-	cache_record_release(&fresh);
 	return err;
 }
 
@@ -350,10 +392,17 @@ static int send_patch(struct save *sv, const struct save_req *req,
 	return err;
 }
 
+/*
+ * An update sends the top-level fields the user changed from the version
+ * the edit started from, less those the server already holds.  A text
+ * without updatedTime is a partial record (say, the text a record was
+ * created from): the fields it leaves out are left alone, not cleared.
+ */
 static int commit_update(struct save *sv, const struct save_req *req,
 			 struct save_result *res)
 {
-	cJSON *edited = NULL, *base = NULL, *patch = NULL;
+	cJSON *edited = NULL, *base = NULL, *patch = NULL, *current = NULL;
+	bool pending = false;
 	const char *field;
 	char why[256];
 	int err;
@@ -363,40 +412,40 @@ static int commit_update(struct save *sv, const struct save_req *req,
 			      -EPERM, "interactions cannot be changed");
 	if (record_parse(req->text, req->len, &edited))
 		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -EINVAL, "VALIDATION_ERROR the text is not one "
-			      "JSON object");
-	/*
-	 * Without a known base (the record could not be read) every writable
-	 * field is sent, and read-only ones cannot be checked: they are
-	 * never sent anyway.
-	 */
-	if (!req->base || record_parse(req->base, req->base_len, &base))
-		base = cJSON_CreateObject();
+			      -EINVAL, "the text is not one JSON object "
+			      "(nothing was sent)");
+	base = edit_base(sv, req, edited);
+	if (!base)
+		base = cJSON_CreateObject();	/* unknown: send every field */
 
-	field = cJSON_GetArraySize(base) ? record_readonly_change(base, edited) :
-		NULL;
+	field = base->child ? record_readonly_change(base, edited) : NULL;
 	if (field) {
-		snprintf(why, sizeof(why), "VALIDATION_ERROR field '%s' is "
-			 "read-only", field);
+		snprintf(why, sizeof(why), "field '%s' is read-only (nothing "
+			 "was sent)", field);
 		err = reject(sv, req->coll, req->name, req->text, req->len,
 			     -EINVAL, why);
 		goto out;
 	}
-	patch = record_diff(base, edited);
+	patch = record_diff(base, edited, record_updated(edited) != NULL);
 	if (!patch) {
 		err = -ENOMEM;
 		goto out;
 	}
+	err = current_version(sv, req, &current, &pending);
+	if (!err)
+		err = check_conflict(sv, req, base, current, pending, patch);
+	if (err)
+		goto out;
+	if (current)
+		record_patch_prune(patch, current);
 	if (!patch->child) {
 		res->unchanged = true;
-		err = 0;
 		goto out;
 	}
-	err = check_conflict(sv, req, base, patch);
-	if (!err)
-		err = send_patch(sv, req, patch);
+	err = send_patch(sv, req, patch);
 	res->pending = !err && queued_behind(sv, req->coll, req->id);
 out:
+	cJSON_Delete(current);
 	cJSON_Delete(patch);
 	cJSON_Delete(base);
 	cJSON_Delete(edited);
@@ -409,7 +458,8 @@ int save_commit(struct save *sv, const struct save_req *req,
 	memset(res, 0, sizeof(*res));
 	if (req->len > MAX_BODY)
 		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -EFBIG, "PAYLOAD_TOO_LARGE the text is over 1 MiB");
+			      -EFBIG, "the text is over the API's limit of 1 MiB "
+			      "(nothing was sent)");
 	if (!req->id)
 		return commit_create(sv, req, res);
 	return commit_update(sv, req, res);

@@ -18,8 +18,9 @@ struct store {
 	struct cache *cache;
 	struct store_config cfg;
 
-	pthread_mutex_t lock;		/* guards missing */
+	pthread_mutex_t lock;		/* guards missing and versions */
 	struct strmap *missing;		/* "coll/id" -> int64_t expiry (ms) */
+	struct strmap *versions;	/* "coll/id" -> struct versions */
 	bool scope_logged[COLL_COUNT];
 	int64_t down_until;		/* ms: stale copies serve until then */
 
@@ -82,6 +83,28 @@ bool store_plausible_id(const char *id)
 	return n > 0 && n <= 128;
 }
 
+/* The last few versions of one record handed out, oldest overwritten. */
+#define VERSIONS 4
+
+struct versions {
+	char *updated[VERSIONS];
+	char *text[VERSIONS];
+	size_t len[VERSIONS];
+	unsigned next;
+};
+
+static void versions_free(void *p)
+{
+	struct versions *v = p;
+	unsigned i;
+
+	for (i = 0; i < VERSIONS; i++) {
+		free(v->updated[i]);
+		free(v->text[i]);
+	}
+	free(v);
+}
+
 int store_new(struct api *api, struct cache *cache,
 	      const struct store_config *cfg, struct store **out)
 {
@@ -90,7 +113,10 @@ int store_new(struct api *api, struct cache *cache,
 	if (!s)
 		return -ENOMEM;
 	s->missing = strmap_new();
-	if (!s->missing) {
+	s->versions = strmap_new();
+	if (!s->missing || !s->versions) {
+		strmap_free(s->missing, NULL);
+		strmap_free(s->versions, NULL);
 		free(s);
 		return -ENOMEM;
 	}
@@ -107,6 +133,7 @@ void store_free(struct store *s)
 	if (!s)
 		return;
 	strmap_free(s->missing, free);
+	strmap_free(s->versions, versions_free);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -151,7 +178,7 @@ static void note_refusal(struct store *s, enum coll c, int err,
 
 /* Negative lookups */
 
-static void missing_key(char *key, size_t size, enum coll c, const char *id)
+static void record_key(char *key, size_t size, enum coll c, const char *id)
 {
 	snprintf(key, size, "%s/%s", coll_name(c), id);
 }
@@ -165,7 +192,7 @@ static void remember_missing(struct store *s, enum coll c, const char *id)
 	if (!expiry)
 		return;
 	*expiry = store_now_ms() + s->cfg.negative_ttl_ms;
-	missing_key(key, sizeof(key), c, id);
+	record_key(key, sizeof(key), c, id);
 	pthread_mutex_lock(&s->lock);
 	if (strmap_put(s->missing, key, expiry, &old))
 		free(expiry);
@@ -177,7 +204,7 @@ static void forget_missing(struct store *s, enum coll c, const char *id)
 {
 	char key[300];
 
-	missing_key(key, sizeof(key), c, id);
+	record_key(key, sizeof(key), c, id);
 	pthread_mutex_lock(&s->lock);
 	free(strmap_del(s->missing, key));
 	pthread_mutex_unlock(&s->lock);
@@ -189,7 +216,7 @@ bool store_known_missing(struct store *s, enum coll c, const char *id)
 	int64_t *expiry;
 	bool missing = false;
 
-	missing_key(key, sizeof(key), c, id);
+	record_key(key, sizeof(key), c, id);
 	pthread_mutex_lock(&s->lock);
 	expiry = strmap_get(s->missing, key);
 	if (expiry && *expiry > store_now_ms())
@@ -630,6 +657,7 @@ int store_put(struct store *s, enum coll c, const cJSON *record,
 	forget_missing(s, c, id);
 	learn_companies(s, c, record);
 	listing_update(s, c, id, true);
+	store_remember(s, c, id, rec.text, rec.len);
 	if (out)
 		*out = rec;
 	else
@@ -720,4 +748,67 @@ int store_companies(struct store *s, char ***ids, size_t *n)
 	*ids = l.ids;
 	*n = l.n;
 	return 0;
+}
+
+/* Versions handed out */
+
+static struct versions *versions_of(struct store *s, const char *key)
+{
+	struct versions *v = strmap_get(s->versions, key);
+
+	if (v)
+		return v;
+	v = calloc(1, sizeof(*v));
+	if (v && strmap_put(s->versions, key, v, NULL)) {
+		free(v);
+		v = NULL;
+	}
+	return v;
+}
+
+void store_remember(struct store *s, enum coll c, const char *id,
+		    const char *text, size_t len)
+{
+	char key[300], updated[64];
+	struct versions *v;
+	unsigned i;
+
+	if (!record_text_updated(text, len, updated, sizeof(updated)))
+		return;
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = versions_of(s, key);
+	for (i = 0; v && i < VERSIONS; i++)
+		if (v->updated[i] && !strcmp(v->updated[i], updated))
+			v = NULL;
+	if (v) {
+		i = v->next++ % VERSIONS;
+		free(v->updated[i]);
+		free(v->text[i]);
+		v->updated[i] = strdup(updated);
+		v->text[i] = strndup(text, len);
+		v->len[i] = v->text[i] ? len : 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+char *store_version(struct store *s, enum coll c, const char *id,
+		    const char *updated, size_t *len)
+{
+	struct versions *v;
+	char key[300], *text = NULL;
+	unsigned i;
+
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = strmap_get(s->versions, key);
+	for (i = 0; v && !text && i < VERSIONS; i++) {
+		if (v->updated[i] && v->text[i] &&
+		    !strcmp(v->updated[i], updated)) {
+			text = strndup(v->text[i], v->len[i]);
+			*len = v->len[i];
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return text;
 }

@@ -35,6 +35,17 @@ int64_t record_mtime(const cJSON *rec);
 /* Parse an ISO-8601 UTC time ("2026-04-01T10:00:01.123Z"); -1 if invalid. */
 int64_t record_parse_time(const char *iso);
 
+/*
+ * The updatedTime of a record file's text as record_format wrote it (a
+ * top-level string), copied into @buf; false when there is none.  Cheap:
+ * no parsing, for the hot path of every open.
+ */
+bool record_text_updated(const char *text, size_t len, char *buf,
+			 size_t size);
+
+/* The record's updatedTime string, or NULL. */
+const char *record_updated(const cJSON *rec);
+
 /* True for the fields no client may write: id, createdBy, creationTime, updatedTime. */
 bool record_field_readonly(const char *name);
 
@@ -47,11 +58,15 @@ const char *record_readonly_change(const cJSON *base, const cJSON *edited);
 
 /*
  * The PATCH body that turns @base into @edited: every writable top-level
- * field that is new or whose value changed (nested values whole), and null
- * for every writable field the edit removed.  Returns an empty object when
- * nothing changed, NULL when out of memory.
+ * field that is new or whose value changed (nested values whole), and,
+ * with @clear_removed, null for every writable field the edit removed.
+ * Returns an empty object when nothing changed, NULL when out of memory.
  */
-cJSON *record_diff(const cJSON *base, const cJSON *edited);
+cJSON *record_diff(const cJSON *base, const cJSON *edited,
+		   bool clear_removed);
+
+/* Drop from @patch the fields @current already holds (null: absent too). */
+void record_patch_prune(cJSON *patch, const cJSON *current);
 
 /*
  * The first field that both patches set to different values, or NULL: the

@@ -118,6 +118,18 @@ void store_page_release(struct store_page *page);
  */
 int store_companies(struct store *s, char ***ids, size_t *n);
 
+/*
+ * Versions this mount has handed out, by updatedTime (a few per record,
+ * in memory): an editor's buffer keeps the updatedTime of the version it
+ * was read from, so a save can be judged against exactly that version.
+ */
+void store_remember(struct store *s, enum coll c, const char *id,
+		    const char *text, size_t len);
+
+/* The remembered text of @id whose updatedTime is @updated (malloc'd). */
+char *store_version(struct store *s, enum coll c, const char *id,
+		    const char *updated, size_t *len);
+
 /* Counters for .klipy/status. */
 void store_counters(struct store *s, uint64_t *hits, uint64_t *misses);
 

@@ -570,3 +570,78 @@ def test_status_request_counts_match_the_server(emulator, mnt):
 		_daemon_counts(mnt).values())
 	# Reading the status costs nothing.
 	assert t.delta() == want
+
+
+# ------------------------------------------------- editors that stay open
+
+def _vim_two_saves(path, first, second, backupcopy):
+	"""One vim session: two substitutions, each followed by :w."""
+	opts = 'set swapfile backup writebackup backupskip= backupcopy=' + \
+		backupcopy
+	argv = ['vim', '-u', 'NONE', '-N', '-i', 'NONE', '-es', '-c', opts]
+	for old, new in (first, second):
+		argv += ['-c', '%%s/%s/%s/' % (old, new), '-c', 'w']
+	argv += ['-c', 'q', os.path.basename(path)]
+	return subprocess.run(argv, cwd=os.path.dirname(path), timeout=30,
+			      stdin=subprocess.DEVNULL, capture_output=True,
+			      text=True)
+
+
+@pytest.mark.parametrize('backupcopy', ['yes', 'no'])
+def test_second_save_from_an_open_editor_patches_only_its_change(
+		emulator, mnt, backupcopy):
+	rec, path = person(emulator, mnt)
+	title = rec.get('title') or ''
+	first = ('"firstName": "[^"]*"', '"firstName": "Once"')
+	second = ('"lastName": "[^"]*"', '"lastName": "Twice"')
+	res = _vim_two_saves(path, first, second, backupcopy)
+	assert res.returncode == 0, res.stderr
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'firstName'}),
+			  ('PATCH', '/people/' + rec['id'], {'lastName'})])
+	now = server(emulator, 'people', rec['id'])
+	assert (now['firstName'], now['lastName']) == ('Once', 'Twice')
+	assert now.get('title') or '' == title
+	assert read(path) == text(now)
+
+
+def test_stale_buffers_of_two_writers_keep_both_fields(emulator, mnt):
+	"""Two editors read the same version; each saves its own field."""
+	rec, path = person(emulator, mnt)
+	old = read(path)
+	assert write_file(path, with_field(old, 'title', 'From A')) is None
+	# B still holds the version both read, with its old updatedTime.
+	assert write_file(path, with_field(old, 'phone', '+1 555 0100')) \
+		is None
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
+			  ('PATCH', '/people/' + rec['id'], {'phone'})])
+	now = server(emulator, 'people', rec['id'])
+	assert (now['title'], now['phone']) == ('From A', '+1 555 0100')
+	assert read(path) == text(now)
+
+
+def test_stale_buffer_changing_the_same_field_is_estale(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	old = read(path)
+	assert write_file(path, with_field(old, 'title', 'From A')) is None
+	assert write_file(path, with_field(old, 'title', 'From B')) == \
+		errno.ESTALE
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+	assert server(emulator, 'people', rec['id'])['title'] == 'From A'
+	assert listed(status_files(mnt, 'rejected'), 'people',
+		      rec['id'] + '.json')
+
+
+def test_resaving_a_created_text_sends_nothing(emulator, mnt):
+	"""The text a record was created from is partial: what it leaves out
+	(tags, null fields the server added) is not cleared by saving it
+	again."""
+	body = {'firstName': 'Par', 'lastName': 'Tial',
+		'email': 'par.tial@example.com'}
+	path = mnt.p('people', 'partial.json')
+	assert write_file(path, json.dumps(body),
+			  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+	reqs = [r for r in settle(emulator, 3) if r['method'] != 'GET']
+	assert [r['method'] for r in reqs] == ['POST'], _fmt(reqs)
+	emulator.reset()
+	assert write_file(path, json.dumps(body) + '\n') is None
+	assert settle(emulator) == []

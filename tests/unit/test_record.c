@@ -102,18 +102,45 @@ static void test_diff_sends_changed_top_level_fields(void)
 				  "\"updatedTime\":\"t\"}");
 	cJSON *edit = cJSON_Parse("{\"id\":\"x\",\"a\":1,\"b\":[1,3],"
 				  "\"c\":\"keep\",\"n\":{\"k\":1}}");
-	cJSON *patch = record_diff(base, edit);
+	cJSON *patch = record_diff(base, edit, true);
 	char *text = cJSON_PrintUnformatted(patch);
 
 	CHECK(text && !strcmp(text, "{\"b\":[1,3],\"n\":{\"k\":1},\"d\":null}"));
 	free(text);
 	cJSON_Delete(patch);
 
-	patch = record_diff(base, base);
+	patch = record_diff(base, base, true);
+	CHECK(patch && !patch->child);
+	cJSON_Delete(patch);
+
+	/* A partial text leaves out what it does not mention. */
+	patch = record_diff(base, edit, false);
+	text = cJSON_PrintUnformatted(patch);
+	CHECK(text && !strcmp(text, "{\"b\":[1,3],\"n\":{\"k\":1}}"));
+	free(text);
+
+	/* What the server already holds is not sent again. */
+	record_patch_prune(patch, edit);
 	CHECK(patch && !patch->child);
 	cJSON_Delete(patch);
 	cJSON_Delete(edit);
 	cJSON_Delete(base);
+}
+
+static void test_updated_time_is_read_from_text(void)
+{
+	cJSON *r = cJSON_Parse("{\"id\":\"x\",\"n\":{\"updatedTime\":\"no\"},"
+			       "\"updatedTime\":\"2026-04-01T10:00:01.5Z\"}");
+	char *text, buf[64];
+	size_t len;
+
+	text = record_format(r, &len);
+	CHECK(record_text_updated(text, len, buf, sizeof(buf)));
+	CHECK(!strcmp(buf, "2026-04-01T10:00:01.5Z"));
+	CHECK(!strcmp(record_updated(r), buf));
+	CHECK(!record_text_updated("{}\n", 3, buf, sizeof(buf)));
+	free(text);
+	cJSON_Delete(r);
 }
 
 static void test_readonly_changes_are_found(void)
@@ -187,6 +214,7 @@ int main(void)
 	test_parse_accepts_one_object_only();
 	test_times();
 	test_diff_sends_changed_top_level_fields();
+	test_updated_time_is_read_from_text();
 	test_readonly_changes_are_found();
 	test_conflict_only_on_same_field_with_different_values();
 	test_strmap_put_get_del_grow();
