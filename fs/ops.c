@@ -322,6 +322,10 @@ static void settle(struct fs *fs, struct node *n)
 	struct fpath parsed;
 	struct node *alias;
 
+	/*
+	 * A create the server refused stays as a local file holding the
+	 * text: the kernel still knows the name, and the next save retries.
+	 */
 	if (strmap_get(fs->nodes, n->path) != n || n->writers || n->dirty ||
 	    n->scratch || n->draft || !n->id)
 		return;
@@ -335,6 +339,18 @@ static void settle(struct fs *fs, struct node *n)
 	if (alias && !node_set_str(&alias->link, n->id))
 		table_put(fs, n->path, alias);
 	node_unref(alias);
+}
+
+/*
+ * Make the kernel ask again for the attributes (and pages) of @path, after
+ * its text changed under it.  Safe from open, flush, fsync and release;
+ * never from setattr, rename or unlink of the same file, where the kernel
+ * holds locks the invalidation needs.
+ */
+static void forget_attrs(const char *path)
+{
+	if (path)	/* NULL once the file was unlinked */
+		fuse_invalidate_path(fuse_get_context()->fuse, path);
 }
 
 /* Saving */
@@ -386,6 +402,7 @@ static int commit(struct fs *fs, struct node *n)
 	err = save_commit(fs->save, &req, &res);
 
 	pthread_mutex_lock(&fs->lock);
+	n->error = err;
 	n->draft = !err && res.draft;
 	if (!err && res.id)
 		node_set_str(&n->id, res.id);
@@ -711,6 +728,21 @@ static bool due(struct fs *fs, struct node *n, bool last_writer_only)
 }
 
 /*
+ * A refusal is reported once: at the fsync or close that saved the text,
+ * or at the next close when an editor ignored it at fsync (emacs does).
+ */
+static int take_error(struct fs *fs, struct node *n)
+{
+	int err;
+
+	pthread_mutex_lock(&fs->lock);
+	err = n->dirty ? 0 : n->error;
+	n->error = 0;
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+/*
  * close() reports what flush returns, so the save happens here, once the
  * last writer closes; a file still open elsewhere saves at its last close.
  * An empty file is not saved at a flush: the shell's `cmd > file` opens
@@ -723,24 +755,34 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 	struct fs *fs = get_fs();
 	bool empty;
 
-	(void)path;
-	if (!h->node || !h->writer || !due(fs, h->node, true))
+	int err;
+
+	if (!h->node || !h->writer)
 		return 0;
+	if (!due(fs, h->node, true))
+		return take_error(fs, h->node);
 	pthread_mutex_lock(&fs->lock);
 	empty = h->node->len == 0;
 	pthread_mutex_unlock(&fs->lock);
-	return empty ? 0 : commit(fs, h->node);
+	if (empty)
+		return 0;
+	err = commit(fs, h->node);
+	forget_attrs(path);
+	return err ? take_error(fs, h->node) : 0;
 }
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	(void)path;
+	int err;
+
 	(void)datasync;
 	if (!h->node || !due(get_fs(), h->node, false))
 		return 0;
-	return commit(get_fs(), h->node);
+	err = commit(get_fs(), h->node);
+	forget_attrs(path);
+	return err;
 }
 
 static int op_release(const char *path, struct fuse_file_info *fi)
@@ -750,16 +792,20 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	struct node *n = h->node;
 	bool leftover = false;
 
-	(void)path;
 	if (n) {
 		pthread_mutex_lock(&fs->lock);
 		if (h->writer)
 			n->writers--;
 		leftover = !n->writers;
 		pthread_mutex_unlock(&fs->lock);
-		/* Saves that missed their flush (a writer raced it) go now. */
-		if (leftover && due(fs, n, false))
+		/*
+		 * Saves that missed their flush go now: a writer raced it, or
+		 * the file was renamed onto a record while open.
+		 */
+		if (leftover && due(fs, n, false)) {
 			commit(fs, n);
+			forget_attrs(path);
+		}
 		pthread_mutex_lock(&fs->lock);
 		settle(fs, n);
 		pthread_mutex_unlock(&fs->lock);

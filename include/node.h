@@ -44,6 +44,7 @@ struct node {
 	size_t base_len;
 	int64_t base_fetched_ms;
 	bool base_pending;
+	int error;		/* the last save's refusal, not yet reported */
 };
 
 /* A new node with one reference, or NULL. */

@@ -645,3 +645,40 @@ def test_resaving_a_created_text_sends_nothing(emulator, mnt):
 	emulator.reset()
 	assert write_file(path, json.dumps(body) + '\n') is None
 	assert settle(emulator) == []
+
+
+# ------------------------------------------------- refusals as editors see them
+
+def test_refusal_at_fsync_is_reported_again_at_close(emulator, mnt):
+	"""emacs ignores an error from fsync; the close must still fail."""
+	rec, path = person(emulator, mnt)
+	fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	os.write(fd, b'{"not": "closed"')
+	with pytest.raises(OSError) as e:
+		os.fsync(fd)
+	assert e.value.errno == errno.EINVAL
+	with pytest.raises(OSError) as e:
+		os.close(fd)
+	assert e.value.errno == errno.EINVAL
+	assert settle(emulator) == []
+	assert read(path) == text(rec)
+
+
+def test_refused_text_of_another_size_never_cuts_the_record(emulator, mnt):
+	"""The kernel saw the refused text's size (fchmod asks for attributes
+	while the file is open); reading afterwards returns the whole
+	record, not as many bytes as the refused text had."""
+	rec, path = person(emulator, mnt)
+	bad = with_field(read(path), 'id', 'x')	# shorter, refused locally
+	fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	os.write(fd, bad.encode())
+	os.fchmod(fd, 0o644)
+	assert os.fstat(fd).st_size == len(bad.encode())
+	with pytest.raises(OSError) as e:
+		os.close(fd)
+	assert e.value.errno == errno.EINVAL
+	assert read(path) == text(rec)
+	assert os.stat(path).st_size == len(text(rec).encode())
+	r = subprocess.run(['cat', path], capture_output=True)
+	assert r.stdout == text(rec).encode()
+	assert settle(emulator) == []
