@@ -1090,7 +1090,8 @@ cJSON *api_stats(struct api *api)
 	cJSON_AddNumberToObject(rl, "paced_waits", (double)api->paced_waits);
 	pthread_mutex_unlock(&api->lock);
 
-	cJSON_AddBoolToObject(o, "reachable", atomic_load(&api->reachable));
+	cJSON_AddBoolToObject(o, "reachable", atomic_load(&api->reachable) &&
+			      !atomic_load(&api->offline));
 	cJSON_AddBoolToObject(o, "offline", atomic_load(&api->offline));
 	return o;
 }

@@ -315,6 +315,19 @@ static int table_hide(struct fs *fs, const char *path, const char *id)
 	return err;
 }
 
+/*
+ * The record a hidden name saves to when written again: one renamed away
+ * is still there; a deleted one only while its DELETE can be taken back.
+ */
+static char *revive(struct fs *fs, enum coll c, char *id, bool deleting)
+{
+	if (id && deleting && !save_cancel_delete(fs->save, c, id)) {
+		free(id);
+		return NULL;
+	}
+	return id;
+}
+
 /* After a save: the name shows the record again, directly or as an alias. */
 static void settle(struct fs *fs, struct node *n)
 {
@@ -630,6 +643,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	struct fs *fs = get_fs();
 	struct cache_record rec = { 0 };
 	struct node *n, *old;
+	bool deleting;
 	struct fpath fp;
 	int err = 0;
 
@@ -644,13 +658,16 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	n->scratch = !fp.record;
 	n->draft = fp.record;
 
-	/* A record renamed away and written anew is an update of it. */
+	/* A record renamed away (or just deleted) and written anew is an
+	 * update of it. */
 	pthread_mutex_lock(&fs->lock);
 	old = strmap_get(fs->nodes, path);
 	if (old && (old->kind == NODE_HIDDEN || old->kind == NODE_ALIAS))
 		err = node_set_str(&n->id, old->kind == NODE_HIDDEN ?
 				   old->id : old->link);
+	deleting = old && old->kind == NODE_HIDDEN && old->deleting;
 	pthread_mutex_unlock(&fs->lock);
+	n->id = revive(fs, fp.coll, n->id, deleting);
 	if (!err && n->id && fp.coll == COLL_INTERACTIONS)
 		err = -EPERM;
 	if (!err && n->id) {
@@ -956,8 +973,67 @@ static int op_utimens(const char *path, const struct timespec tv[2],
 
 /* Names: unlink, rename, symlink */
 
-static int unlink_record(struct fs *fs, const char *path, enum coll c,
-			 const char *id)
+/*
+ * How long a DELETE waits before it goes out: long enough for `mv` from
+ * another file system, which unlinks the record and at once creates it
+ * again, to turn out to be an update.
+ */
+#define DELETE_DELAY_MS 1500
+
+struct alias_walk {
+	const char *id;
+	const char *prefix;	/* "/people/" */
+	char **paths;
+	size_t n;
+};
+
+static int find_alias(void *arg, const char *key, void *value)
+{
+	struct alias_walk *w = arg;
+	struct node *n = value;
+	char **p;
+
+	if (n->kind != NODE_ALIAS || strcmp(n->link, w->id) ||
+	    strncmp(key, w->prefix, strlen(w->prefix)))
+		return 0;
+	p = realloc(w->paths, (w->n + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	w->paths = p;
+	p[w->n] = strdup(key);
+	if (p[w->n])
+		w->n++;
+	return 0;
+}
+
+/*
+ * A deleted record disappears at once under its id and every name that
+ * created it; caller holds fs->lock.
+ */
+static void hide_deleted(struct fs *fs, enum coll c, const char *id)
+{
+	char prefix[64], path[512];
+	struct alias_walk w = { id, prefix, NULL, 0 };
+	struct node *n;
+	size_t i;
+
+	snprintf(prefix, sizeof(prefix), "/%s/", coll_name(c));
+	strmap_foreach(fs->nodes, find_alias, &w);
+	snprintf(path, sizeof(path), "%s%s.json", prefix, id);
+	for (i = 0; i <= w.n; i++) {
+		const char *p = i < w.n ? w.paths[i] : path;
+
+		if (!table_hide(fs, p, id)) {
+			n = strmap_get(fs->nodes, p);
+			n->deleting = true;
+		}
+		if (i < w.n)
+			free(w.paths[i]);
+	}
+	free(w.paths);
+}
+
+static int unlink_record(struct fs *fs, enum coll c, const char *id)
 {
 	struct stat st;
 	int err;
@@ -966,14 +1042,15 @@ static int unlink_record(struct fs *fs, const char *path, enum coll c,
 		return -EPERM;
 	err = stat_record(fs, c, id, &st, NULL);
 	if (!err)
-		err = save_delete(fs->save, c, id);
-	if (!err || err == -ENOENT) {
+		err = save_delete(fs->save, c, id, DELETE_DELAY_MS);
+	if (!err) {
 		pthread_mutex_lock(&fs->lock);
-		table_del(fs, path);
+		hide_deleted(fs, c, id);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	return err;
 }
+
 
 static int op_unlink(const char *path)
 {
@@ -1007,7 +1084,7 @@ static int op_unlink(const char *path)
 	node_unref(n);
 	if (!id)
 		return -ENOENT;
-	err = unlink_record(fs, path, fp.coll, id);
+	err = unlink_record(fs, fp.coll, id);
 	free(id);
 	return err;
 }
@@ -1016,15 +1093,17 @@ static int op_unlink(const char *path)
 static char *save_target(struct fs *fs, const char *path,
 			 const struct fpath *fp)
 {
+	bool deleting = false;
 	struct node *n;
 	struct stat st;
 	char *id;
 
 	pthread_mutex_lock(&fs->lock);
 	n = strmap_get(fs->nodes, path);
-	if (n && n->kind == NODE_HIDDEN)
+	if (n && n->kind == NODE_HIDDEN) {
 		id = strdup(n->id);
-	else if (n && n->kind == NODE_ALIAS)
+		deleting = n->deleting;
+	} else if (n && n->kind == NODE_ALIAS)
 		id = strdup(n->link);
 	else if (n && n->kind == NODE_FILE)
 		id = n->id ? strdup(n->id) : NULL;
@@ -1037,7 +1116,7 @@ static char *save_target(struct fs *fs, const char *path,
 		free(id);
 		id = NULL;
 	}
-	return id;
+	return revive(fs, fp->coll, id, deleting);
 }
 
 /*
@@ -1605,23 +1684,54 @@ const struct fuse_operations *fs_operations(void)
 	return &operations;
 }
 
-/* A queued create reached the server: its name now stands for the record. */
-static void on_created(void *arg, enum coll c, const char *name,
-		       const char *id)
+/* The delivery thread's news about queued work. */
+static void on_event(void *arg, enum save_event ev, enum coll c,
+		     const char *name, const char *id)
+{
+	struct fs *fs = arg;
+	char path[512];
+	struct node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	if (ev == SAVE_DELETE_REFUSED) {
+		/* The record stays: its name shows it again. */
+		snprintf(path, sizeof(path), "/%s/%s.json", coll_name(c), id);
+		n = strmap_get(fs->nodes, path);
+		if (n && n->kind == NODE_HIDDEN && n->deleting)
+			table_del(fs, path);
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
+	/* A queued create made its record: the name now stands for it. */
+	snprintf(path, sizeof(path), "/%s/%s", coll_name(c), name);
+	n = strmap_get(fs->nodes, path);
+	if (n && n->kind == NODE_FILE && !n->id) {
+		n->draft = false;
+		if (ev == SAVE_CREATED && !node_set_str(&n->id, id))
+			settle(fs, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* After a remount, new files whose create is still queued show again. */
+static void restore_draft(void *arg, enum coll c, const char *name,
+			  const char *text)
 {
 	struct fs *fs = arg;
 	char path[512];
 	struct node *n;
 
 	snprintf(path, sizeof(path), "/%s/%s", coll_name(c), name);
-	pthread_mutex_lock(&fs->lock);
-	n = strmap_get(fs->nodes, path);
-	if (n && n->kind == NODE_FILE && !n->id && !n->writers) {
-		n->draft = false;
-		if (id && !node_set_str(&n->id, id))
-			settle(fs, n);
+	n = node_new(NODE_FILE, path);
+	if (!n || node_set_text(n, text, strlen(text))) {
+		node_unref(n);
+		return;
 	}
+	n->draft = true;
+	pthread_mutex_lock(&fs->lock);
+	table_put(fs, path, n);
 	pthread_mutex_unlock(&fs->lock);
+	node_unref(n);
 }
 
 int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
@@ -1642,9 +1752,15 @@ int fs_new(struct store *store, const struct fs_config *cfg, struct fs **out)
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = save_new(store, on_created, fs, &fs->save);
+	err = save_new(store, on_event, fs, &fs->save);
 	if (err)
 		goto fail;
+	save_queued_creates(fs->save, restore_draft, fs);
+	err = save_start(fs->save);
+	if (err) {
+		save_free(fs->save, 0);
+		goto fail;
+	}
 	*out = fs;
 	return 0;
 fail:

@@ -22,12 +22,14 @@ struct save {
 	struct store *store;
 	struct cache *cache;
 	struct api *api;
-	save_created_fn created;
-	void *created_arg;
+	save_event_fn event;
+	void *event_arg;
+	pthread_mutex_t send_lock;	/* a queued entry sent vs. changed */
 
 	pthread_mutex_t lock;	/* guards the fields below and journal order */
 	pthread_cond_t wake;
 	pthread_t thread;
+	bool started;
 	bool stopping;
 	int64_t deadline_ms;	/* when stopping: give up after this */
 	uint64_t seq;		/* last journal key suffix handed out */
@@ -107,7 +109,7 @@ static int journal_put(struct save *sv, const char *key, const cJSON *entry)
  */
 static int enqueue(struct save *sv, const char *method, enum coll c,
 		   const char *name, const char *id, const cJSON *body,
-		   const char *text)
+		   const char *text, int64_t not_before)
 {
 	cJSON *e = cJSON_CreateObject();
 	char key[64];
@@ -122,6 +124,8 @@ static int enqueue(struct save *sv, const char *method, enum coll c,
 		cJSON_AddItemToObject(e, "body", cJSON_Duplicate(body, true));
 	cJSON_AddStringToObject(e, "text", text ? text : "");
 	cJSON_AddNumberToObject(e, "attempts", 0);
+	if (not_before)
+		cJSON_AddNumberToObject(e, "not_before", (double)not_before);
 	journal_key(sv, key, sizeof(key));
 	err = journal_put(sv, key, e);
 	cJSON_Delete(e);
@@ -130,8 +134,9 @@ static int enqueue(struct save *sv, const char *method, enum coll c,
 			name, strerror(-err));
 		return err;
 	}
-	log_warn("the API is unreachable: '%s %s/%s' is queued and will be "
-		 "retried", method, coll_name(c), name);
+	if (!not_before)
+		log_warn("the API is unreachable: '%s %s/%s' is queued and "
+			 "will be retried", method, coll_name(c), name);
 	pthread_mutex_lock(&sv->lock);
 	pthread_cond_signal(&sv->wake);
 	pthread_mutex_unlock(&sv->lock);
@@ -248,6 +253,53 @@ static bool blank(const char *text, size_t len)
 	return true;
 }
 
+struct create_find {
+	const char *coll;
+	const char *name;
+	char *key;
+	cJSON *entry;
+};
+
+static int find_create(void *arg, const char *key, const char *val,
+		       size_t len)
+{
+	struct create_find *cf = arg;
+	cJSON *e = cJSON_ParseWithLength(val, len);
+	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
+	const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
+
+	if (m && c && n && (!strcmp(m, "POST") || !strcmp(m, "PUT")) &&
+	    !strcmp(c, cf->coll) && !strcmp(n, cf->name)) {
+		cf->key = strdup(key);
+		cf->entry = e;
+		return 1;
+	}
+	cJSON_Delete(e);
+	return 0;
+}
+
+/* Rewrite the queued create of @name, if there is one; true if so. */
+static bool requeue_create(struct save *sv, enum coll c, const char *name,
+			   const cJSON *body, const char *text)
+{
+	struct create_find cf = { coll_name(c), name, NULL, NULL };
+
+	pthread_mutex_lock(&sv->send_lock);
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_create, &cf);
+	if (cf.entry) {
+		cJSON_ReplaceItemInObject(cf.entry, "body",
+					  cJSON_Duplicate(body, true));
+		cJSON_ReplaceItemInObject(cf.entry, "text",
+					  cJSON_CreateString(text));
+		journal_put(sv, cf.key, cf.entry);
+	}
+	pthread_mutex_unlock(&sv->send_lock);
+	cJSON_Delete(cf.entry);
+	free(cf.key);
+	return cf.key != NULL;
+}
+
 static int commit_create(struct save *sv, const struct save_req *req,
 			 struct save_result *res)
 {
@@ -264,11 +316,16 @@ static int commit_create(struct save *sv, const struct save_req *req,
 	body = create_body(req->coll, req->name, edited);
 	cJSON_Delete(edited);
 
+	if (requeue_create(sv, req->coll, req->name, body, req->text)) {
+		res->pending = true;
+		cJSON_Delete(body);
+		return 0;
+	}
 	err = send_create(sv, req->coll, req->name, body, &res->id, &ae);
 	if (err == -EAGAIN) {
 		err = enqueue(sv, is_upsert(req->coll, req->name) ? "PUT" :
 			      "POST", req->coll, req->name, NULL, body,
-			      req->text);
+			      req->text, 0);
 		res->pending = !err;
 	} else if (err) {
 		err = reject_api(sv, req->coll, req->name, req->text, req->len,
@@ -378,7 +435,7 @@ static int send_patch(struct save *sv, const struct save_req *req,
 	}
 	if (err == -EAGAIN) {
 		err = enqueue(sv, "PATCH", req->coll, req->name, req->id,
-			      patch, req->text);
+			      patch, req->text, 0);
 		if (!err)
 			store_put_pending(sv->store, req->coll, req->id,
 					  req->text, req->len);
@@ -471,27 +528,109 @@ void save_result_release(struct save_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-int save_delete(struct save *sv, enum coll c, const char *id)
+int save_delete(struct save *sv, enum coll c, const char *id,
+		int64_t delay_ms)
 {
-	struct api_result res = { 0 };
-	char name[300], why[1024];
-	int err;
+	char name[300];
 
 	if (c == COLL_INTERACTIONS)
 		return -EPERM;
 	snprintf(name, sizeof(name), "%s.json", id);
-	err = api_delete(sv->api, coll_name(c), id, &res);
-	if (!err || err == -ENOENT) {
-		store_forget(sv->store, c, id);
-		err = 0;
-	} else if (err == -EAGAIN) {
-		err = enqueue(sv, "DELETE", c, name, id, NULL, NULL);
-		if (!err)
-			store_forget(sv->store, c, id);
-	} else {
-		api_error_describe(&res.err, why, sizeof(why));
-		log_err("cannot delete '%s/%s': %s", coll_name(c), name, why);
+	return enqueue(sv, "DELETE", c, name, id, NULL, NULL,
+		       store_now_ms() + delay_ms);
+}
+
+/*
+ * A queued create goes out as it stands when its turn comes: a later save
+ * of the same new file rewrites the entry (see requeue_create) instead of
+ * queueing a second create.
+ */
+static int deliver_create(struct save *sv, const char *key, enum coll c,
+			  const char *name, char **new_id,
+			  struct api_error *ae)
+{
+	cJSON *e = NULL;
+	char *val;
+	size_t len;
+	int err = 0;
+
+	pthread_mutex_lock(&sv->send_lock);
+	if (!cache_blob_get(sv->cache, CACHE_JOURNAL, key, &val, &len)) {
+		e = cJSON_ParseWithLength(val, len);
+		free(val);
+		err = send_create(sv, c, name, cJSON_GetObjectItem(e, "body"),
+				  new_id, ae);
+		if (!err && sv->event)
+			sv->event(sv->event_arg, SAVE_CREATED, c, name,
+				  *new_id);
 	}
+	pthread_mutex_unlock(&sv->send_lock);
+	cJSON_Delete(e);
+	return err;
+}
+
+struct delete_find {
+	const char *coll;
+	const char *id;
+	char *key;
+};
+
+static int find_delete(void *arg, const char *key, const char *val,
+		       size_t len)
+{
+	struct delete_find *df = arg;
+	cJSON *e = cJSON_ParseWithLength(val, len);
+	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
+
+	if (m && c && id && !strcmp(m, "DELETE") && !strcmp(c, df->coll) &&
+	    !strcmp(id, df->id))
+		df->key = strdup(key);
+	cJSON_Delete(e);
+	return df->key != NULL;
+}
+
+bool save_cancel_delete(struct save *sv, enum coll c, const char *id)
+{
+	struct delete_find df = { coll_name(c), id, NULL };
+
+	pthread_mutex_lock(&sv->send_lock);
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_delete, &df);
+	if (df.key)
+		cache_blob_del(sv->cache, CACHE_JOURNAL, df.key);
+	pthread_mutex_unlock(&sv->send_lock);
+	if (df.key)
+		log_debug("'%s/%s.json' was written again: not deleting it",
+			  coll_name(c), id);
+	free(df.key);
+	return df.key != NULL;
+}
+
+/*
+ * A DELETE goes out only if it was not taken back meanwhile; the lock
+ * keeps a create of the same name from slipping between the check and
+ * the request.
+ */
+static int deliver_delete(struct save *sv, const char *key, enum coll c,
+			  const char *id, struct api_error *ae)
+{
+	struct api_result res = { 0 };
+	char *val;
+	size_t len;
+	int err = 0;
+
+	pthread_mutex_lock(&sv->send_lock);
+	if (!cache_blob_get(sv->cache, CACHE_JOURNAL, key, &val, &len)) {
+		free(val);
+		err = api_delete(sv->api, coll_name(c), id, &res);
+		if (!err || err == -ENOENT) {
+			store_forget(sv->store, c, id);
+			err = 0;
+		}
+		*ae = res.err;
+	}
+	pthread_mutex_unlock(&sv->send_lock);
 	api_result_release(&res);
 	return err;
 }
@@ -505,7 +644,7 @@ int save_delete(struct save *sv, enum coll c, const char *id)
  * whose answer was lost to a crash before the entry was removed is sent
  * again: the API has no idempotency key to make that safe.
  */
-static int deliver(struct save *sv, const cJSON *e)
+static int deliver(struct save *sv, const char *key, const cJSON *e)
 {
 	const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
 	const char *cname = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
@@ -516,7 +655,7 @@ static int deliver(struct save *sv, const cJSON *e)
 	struct api_result res = { 0 };
 	struct api_error ae = { 0 };
 	int c = cname ? coll_lookup(cname, strlen(cname)) : -1;
-	char *new_id = NULL;
+	char *new_id = NULL, why[1024];
 	int err;
 
 	if (c < 0 || !method || !name) {
@@ -529,24 +668,29 @@ static int deliver(struct save *sv, const cJSON *e)
 			store_put(sv->store, c, res.data, NULL);
 		ae = res.err;
 	} else if (!strcmp(method, "DELETE") && id) {
-		err = api_delete(sv->api, cname, id, &res);
-		if (err == -ENOENT)
-			err = 0;
+		err = deliver_delete(sv, key, c, id, &ae);
 	} else {
-		err = send_create(sv, c, name, body, &new_id, &ae);
-		if (!err && sv->created)
-			sv->created(sv->created_arg, c, name, new_id);
+		err = deliver_create(sv, key, c, name, &new_id, &ae);
 	}
 	api_result_release(&res);
 
 	if (!err)
-		log_info("delivered the queued '%s %s/%s'", method, cname,
-			 name);
-	if (err && err != -EAGAIN) {
+		log_debug("delivered the queued '%s %s/%s'", method, cname,
+			  name);
+	if (err && err != -EAGAIN && !strcmp(method, "DELETE")) {
+		api_error_describe(&ae, why, sizeof(why));
+		log_err("cannot delete '%s/%s': %s; it shows again", cname,
+			name, why);
+		if (sv->event)
+			sv->event(sv->event_arg, SAVE_DELETE_REFUSED, c, name,
+				  id);
+		err = 0;
+	} else if (err && err != -EAGAIN) {
 		if (id && !strcmp(method, "PATCH"))
 			cache_record_del(sv->cache, cname, id);
-		if (!id && sv->created)
-			sv->created(sv->created_arg, c, name, NULL);
+		if (!id && sv->event)
+			sv->event(sv->event_arg, SAVE_CREATE_REFUSED, c, name,
+				  NULL);
 		reject_api(sv, c, name, text ? text : "", 0, err, &ae);
 		err = 0;
 	}
@@ -566,26 +710,45 @@ static int collect_entry(void *arg, const char *key, const char *val,
 	return 0;
 }
 
+/* When an entry may go out (deletes wait a moment), 0 for at once. */
+static int64_t not_before(const cJSON *e)
+{
+	const cJSON *nb = cJSON_GetObjectItem(e, "not_before");
+
+	return cJSON_IsNumber(nb) ? (int64_t)nb->valuedouble : 0;
+}
+
+struct round {
+	size_t left;		/* entries still queued */
+	bool failed;		/* the server could not be reached */
+	int64_t next_at;	/* a waiting entry's time, else 0 */
+};
+
 /*
  * One delivery round over a copy of the journal (the walk itself runs in a
  * read transaction, and delivering writes to the cache).  Entries go in
- * order and the round stops at the first that cannot be delivered: a later
- * save of a record must not overtake an earlier one.  Returns the number
- * of entries left.
+ * order and the round stops at the first that cannot go yet: a later save
+ * of a record must not overtake an earlier one.  When stopping, nothing
+ * waits for its time.
  */
-static size_t deliver_round(struct save *sv)
+static struct round deliver_round(struct save *sv, bool stopping)
 {
 	cJSON *list = cJSON_CreateArray(), *e, *attempts;
-	size_t left;
+	struct round r = { 0 };
 
 	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", collect_entry, list);
-	left = cJSON_GetArraySize(list);
+	r.left = cJSON_GetArraySize(list);
 	cJSON_ArrayForEach(e, list) {
 		char *key = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(e,
 								"_key")));
 
 		cJSON_DeleteItemFromObject(e, "_key");
-		if (deliver(sv, e)) {
+		if (!stopping && not_before(e) > store_now_ms()) {
+			r.next_at = not_before(e);
+			free(key);
+			break;
+		}
+		if (deliver(sv, key, e)) {
 			attempts = cJSON_GetObjectItem(e, "attempts");
 			if (attempts)
 				cJSON_SetNumberValue(attempts,
@@ -595,49 +758,54 @@ static size_t deliver_round(struct save *sv)
 						"the API is unreachable");
 			journal_put(sv, key, e);
 			free(key);
+			r.failed = true;
 			break;
 		}
 		cache_blob_del(sv->cache, CACHE_JOURNAL, key);
 		free(key);
-		left--;
+		r.left--;
 	}
 	cJSON_Delete(list);
-	return left;
+	return r;
 }
 
 static void *delivery_thread(void *arg)
 {
 	struct save *sv = arg;
 	int64_t wait_ms = RETRY_MIN_MS;
+	bool stopping = false;
 
 	for (;;) {
-		size_t left = deliver_round(sv);
+		struct round r = deliver_round(sv, stopping);
 		struct timespec until;
 		int64_t at;
 
 		/* Offline, nothing can be delivered: no grace period either. */
 		pthread_mutex_lock(&sv->lock);
-		if (sv->stopping && (left == 0 || api_offline(sv->api) ||
+		if (sv->stopping && (r.left == 0 || api_offline(sv->api) ||
 				     store_now_ms() >= sv->deadline_ms)) {
 			pthread_mutex_unlock(&sv->lock);
 			break;
 		}
-		wait_ms = left ? (wait_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
-				  wait_ms * 2) : RETRY_MIN_MS;
-		at = store_now_ms() + (left ? wait_ms : 60000);
+		wait_ms = !r.failed ? RETRY_MIN_MS :
+			  wait_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+			  wait_ms * 2;
+		at = store_now_ms() + (r.failed ? wait_ms : 60000);
+		if (r.next_at && r.next_at < at)
+			at = r.next_at;
 		if (sv->stopping && at > sv->deadline_ms)
 			at = sv->deadline_ms;
 		until.tv_sec = at / 1000;
 		until.tv_nsec = (at % 1000) * 1000000;
-		pthread_cond_timedwait(&sv->wake, &sv->lock, &until);
-		if (sv->stopping || !left)
-			wait_ms = RETRY_MIN_MS;
+		if (!sv->stopping || r.failed)
+			pthread_cond_timedwait(&sv->wake, &sv->lock, &until);
+		stopping = sv->stopping;
 		pthread_mutex_unlock(&sv->lock);
 	}
 	return NULL;
 }
 
-int save_new(struct store *store, save_created_fn created, void *arg,
+int save_new(struct store *store, save_event_fn event, void *arg,
 	     struct save **out)
 {
 	struct save *sv = calloc(1, sizeof(*sv));
@@ -648,18 +816,23 @@ int save_new(struct store *store, save_created_fn created, void *arg,
 	sv->store = store;
 	sv->cache = store_cache(store);
 	sv->api = store_api(store);
-	sv->created = created;
-	sv->created_arg = arg;
+	sv->event = event;
+	sv->event_arg = arg;
 	pthread_mutex_init(&sv->lock, NULL);
+	pthread_mutex_init(&sv->send_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_REALTIME);
 	pthread_cond_init(&sv->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	if (pthread_create(&sv->thread, NULL, delivery_thread, sv)) {
-		free(sv);
-		return -EAGAIN;
-	}
 	*out = sv;
+	return 0;
+}
+
+int save_start(struct save *sv)
+{
+	if (pthread_create(&sv->thread, NULL, delivery_thread, sv))
+		return -EAGAIN;
+	sv->started = true;
 	return 0;
 }
 
@@ -675,7 +848,8 @@ void save_free(struct save *sv, int grace_s)
 	sv->deadline_ms = store_now_ms() + (int64_t)grace_s * 1000;
 	pthread_cond_signal(&sv->wake);
 	pthread_mutex_unlock(&sv->lock);
-	pthread_join(sv->thread, NULL);
+	if (sv->started)
+		pthread_join(sv->thread, NULL);
 
 	left = save_pending_json(sv);
 	n = cJSON_GetArraySize(left);
@@ -685,6 +859,7 @@ void save_free(struct save *sv, int grace_s)
 			 "they are retried at the next mount", n);
 	pthread_cond_destroy(&sv->wake);
 	pthread_mutex_destroy(&sv->lock);
+	pthread_mutex_destroy(&sv->send_lock);
 	free(sv);
 }
 
@@ -810,4 +985,38 @@ int save_rejected_remove(struct save *sv, enum coll c, const char *name)
 
 	rejected_key(key, sizeof(key), c, name);
 	return cache_blob_del(sv->cache, CACHE_REJECTED, key);
+}
+
+struct creates_walk {
+	void (*fn)(void *arg, enum coll c, const char *name, const char *text);
+	void *arg;
+};
+
+static int queued_create(void *arg, const char *key, const char *val,
+			 size_t len)
+{
+	struct creates_walk *w = arg;
+	cJSON *e = cJSON_ParseWithLength(val, len);
+	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
+	const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
+	int coll = c ? coll_lookup(c, strlen(c)) : -1;
+
+	(void)key;
+	if (m && (!strcmp(m, "POST") || !strcmp(m, "PUT")) && coll >= 0 &&
+	    name && text)
+		w->fn(w->arg, coll, name, text);
+	cJSON_Delete(e);
+	return 0;
+}
+
+void save_queued_creates(struct save *sv,
+			 void (*fn)(void *arg, enum coll c, const char *name,
+				    const char *text),
+			 void *arg)
+{
+	struct creates_walk w = { fn, arg };
+
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", queued_create, &w);
 }

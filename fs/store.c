@@ -353,8 +353,13 @@ int store_get(struct store *s, enum coll c, const char *id, bool any_age,
 		goto use_cached;
 	}
 	cache_record_release(&cached);
+	/*
+	 * Offline by choice, a name the cache does not know is free, so new
+	 * files can be made; when the server is only out of reach, whether
+	 * the record exists is unknown: EIO.
+	 */
 	if (err == -EAGAIN)
-		return -EIO;
+		return api_offline(s->api) ? -ENOENT : -EIO;
 	if (!err && !want_text) {
 		free(rec->text);
 		rec->text = NULL;

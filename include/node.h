@@ -45,6 +45,7 @@ struct node {
 	int64_t base_fetched_ms;
 	bool base_pending;
 	int error;		/* the last save's refusal, not yet reported */
+	bool deleting;		/* hidden: its DELETE is waiting to go out */
 };
 
 /* A new node with one reference, or NULL. */

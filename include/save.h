@@ -21,16 +21,22 @@
 
 struct save;
 
-/*
- * Called from the delivery thread when a queued create reached the server
- * (@id is the new record) or was refused (@id is NULL).
- */
-typedef void (*save_created_fn)(void *arg, enum coll c, const char *name,
-				const char *id);
+/* What the delivery thread tells the file system about queued work. */
+enum save_event {
+	SAVE_CREATED,		/* a queued create made record @id */
+	SAVE_CREATE_REFUSED,	/* a queued create was refused (@id NULL) */
+	SAVE_DELETE_REFUSED,	/* the server would not delete record @id */
+};
 
-/* Load the journal and start delivering it. */
-int save_new(struct store *store, save_created_fn created, void *arg,
+typedef void (*save_event_fn)(void *arg, enum save_event ev, enum coll c,
+			      const char *name, const char *id);
+
+/* Set up saving over @store; nothing is delivered before save_start. */
+int save_new(struct store *store, save_event_fn event, void *arg,
 	     struct save **out);
+
+/* Start the thread that delivers the journal, now and after failures. */
+int save_start(struct save *sv);
 
 /*
  * Stop the delivery thread after trying, for at most @grace_s seconds, to
@@ -68,8 +74,26 @@ int save_commit(struct save *sv, const struct save_req *req,
 
 void save_result_release(struct save_result *res);
 
-/* Delete a record (unlink); queued when the server cannot be reached. */
-int save_delete(struct save *sv, enum coll c, const char *id);
+/*
+ * Delete a record (unlink).  The DELETE waits in the journal for
+ * @delay_ms first: a tool replacing a file from another file system (mv,
+ * install) unlinks it and creates it again at once, and that must stay an
+ * update of the same record, not a new one.
+ */
+int save_delete(struct save *sv, enum coll c, const char *id,
+		int64_t delay_ms);
+
+/* Take back a delete still waiting; false when it already went out. */
+bool save_cancel_delete(struct save *sv, enum coll c, const char *id);
+
+/*
+ * Call @fn for every queued create (POST or PUT), so the names they were
+ * saved under show their texts again after a remount.
+ */
+void save_queued_creates(struct save *sv,
+			 void (*fn)(void *arg, enum coll c, const char *name,
+				    const char *text),
+			 void *arg);
 
 /* The queue and the refusals, as JSON arrays for .klipy/status. */
 cJSON *save_pending_json(struct save *sv);

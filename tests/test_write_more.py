@@ -682,3 +682,98 @@ def test_refused_text_of_another_size_never_cuts_the_record(emulator, mnt):
 	r = subprocess.run(['cat', path], capture_output=True)
 	assert r.stdout == text(rec).encode()
 	assert settle(emulator) == []
+
+
+# ------------------------------------------------- delete, and replace
+
+def test_mv_from_another_file_system_is_an_update(emulator, mnt, tmp_path):
+	"""mv across file systems unlinks the record and creates it again:
+	that is one PATCH, never a DELETE and a POST (a new id)."""
+	rec, path = person(emulator, mnt)
+	local = tmp_path / 'edit.json'
+	local.write_text(with_field(read(path), 'title', 'Moved in'))
+	r = subprocess.run(['mv', str(local), path], capture_output=True,
+			   text=True, timeout=30)
+	assert r.returncode == 0, r.stderr
+	time.sleep(2.0)		# past the delay a DELETE would wait
+	reqs = [r for r in settle(emulator) if r['method'] != 'GET']
+	assert [(r['method'], api_path(r['path'])) for r in reqs] == \
+		[('PATCH', '/people/' + rec['id'])], _fmt(reqs)
+	assert body_keys(reqs[0]) == {'title'}
+	now = server(emulator, 'people', rec['id'])
+	assert now['title'] == 'Moved in'
+	assert read(path) == text(now)
+
+
+def test_rm_hides_the_record_and_every_name_that_created_it(emulator, mnt):
+	body = {'firstName': 'Short', 'lastName': 'Lived',
+		'email': 'short.lived@example.com'}
+	made = mnt.p('people', 'shortlived.json')
+	assert write_file(made, json.dumps(body),
+			  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+	new = [r for r in records(emulator, 'people').values()
+	       if r['email'] == body['email']][0]
+	assert new['id'] + '.json' in os.listdir(mnt.p('people'))
+	emulator.reset()
+	os.unlink(mnt.p('people', new['id'] + '.json'))
+	assert not os.path.exists(made)
+	assert not os.path.exists(mnt.p('people', new['id'] + '.json'))
+	assert new['id'] + '.json' not in os.listdir(mnt.p('people'))
+	expect(emulator, [('DELETE', '/people/' + new['id'])])
+	assert server(emulator, 'people', new['id']) is None
+
+
+def test_queued_create_shows_again_after_remount(emulator, mount_fs,
+						 tmp_path):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, '--flush-timeout=0', cache_dir=cache)
+	os.listdir(m.p('people'))
+	body = {'firstName': 'Queued', 'lastName': 'Create',
+		'email': 'queued.create@example.com'}
+	data = json.dumps(body) + '\n'
+	path = m.p('people', 'queued create.json')
+	emulator.config(fail_rate=1.0)
+	try:
+		assert write_file(path, data,
+				  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+		m.umount()
+		m2 = mount_fs(emulator, '--offline', cache_dir=cache)
+		assert read(m2.p('people', 'queued create.json')) == data
+		assert 'queued create.json' in os.listdir(m2.p('people'))
+		# Saving it again rewrites the queued create: still one POST.
+		data2 = json.dumps(dict(body, lastName='Created')) + '\n'
+		assert write_file(m2.p('people', 'queued create.json'), data2) is None
+		m2.umount()
+	finally:
+		emulator.config(fail_rate=0)
+	emulator.reset()
+	m3 = mount_fs(emulator, cache_dir=cache)
+	wait_for(lambda: any(r['email'] == body['email'] for r in
+			     records(emulator, 'people').values()),
+		 DELIVERY_TIMEOUT, 'the queued create')
+	time.sleep(1.0)
+	posts = [r for r in emulator.requests() if r['method'] == 'POST']
+	assert len(posts) == 1, _fmt(emulator.requests())
+	made = [r for r in records(emulator, 'people').values()
+		if r['email'] == body['email']]
+	assert len(made) == 1 and made[0]['lastName'] == 'Created'
+	assert json.loads(read(m3.p('people', made[0]['id'] + '.json'))) == \
+		made[0]
+
+
+def test_offline_create_of_an_id_like_name_is_queued(emulator, mount_fs,
+						      tmp_path):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, cache_dir=cache)
+	os.listdir(m.p('people'))
+	m.umount()
+	m2 = mount_fs(emulator, '--offline', '--flush-timeout=0',
+		      cache_dir=cache)
+	data = json.dumps({'firstName': 'Off', 'lastName': 'Line',
+			   'email': 'off.line@example.com'}) + '\n'
+	emulator.reset()
+	assert write_file(m2.p('people', 'offlinenew.json'), data,
+			  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+	assert read(m2.p('people', 'offlinenew.json')) == data
+	assert listed(status_files(m2, 'pending'), 'people', 'offlinenew.json')
+	assert emulator.requests() == []
