@@ -1040,11 +1040,6 @@ void api_set_offline(struct api *api, bool offline)
 	atomic_store(&api->offline, offline);
 }
 
-bool api_reachable(struct api *api)
-{
-	return atomic_load(&api->reachable);
-}
-
 /* Our own window's remaining starts, when the server has not said. */
 static long window_remaining(struct api *api)
 {

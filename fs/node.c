@@ -84,8 +84,7 @@ int node_set_text(struct node *n, const char *text, size_t len)
 	return 0;
 }
 
-int node_set_base(struct node *n, const char *text, size_t len,
-		  int64_t fetched_ms, bool pending)
+int node_set_base(struct node *n, const char *text, size_t len)
 {
 	char *copy = NULL;
 
@@ -99,8 +98,6 @@ int node_set_base(struct node *n, const char *text, size_t len,
 	free(n->base);
 	n->base = copy;
 	n->base_len = text ? len : 0;
-	n->base_fetched_ms = fetched_ms;
-	n->base_pending = pending;
 	return 0;
 }
 

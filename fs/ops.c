@@ -144,8 +144,7 @@ static int set_edit_base(struct fs *fs, struct node *n, const char *path,
 	base = strmap_get(fs->served, path);
 	if (!base)
 		base = current;
-	err = node_set_base(n, base->text, base->len, base->fetched_ms,
-			    base->flags & CACHE_REC_PENDING);
+	err = node_set_base(n, base->text, base->len);
 	pthread_mutex_unlock(&fs->lock);
 	return err;
 }
@@ -396,8 +395,6 @@ static int commit(struct fs *fs, struct node *n)
 	id = n->id ? strdup(n->id) : NULL;
 	base = n->base ? strdup(n->base) : NULL;
 	req.base_len = n->base_len;
-	req.base_fetched_ms = n->base_fetched_ms;
-	req.base_pending = n->base_pending;
 	path = strdup(n->path);
 	n->dirty = false;
 	pthread_mutex_unlock(&fs->lock);
@@ -424,8 +421,7 @@ static int commit(struct fs *fs, struct node *n)
 
 		if (!cache_record_get(store_cache(fs->store), coll_name(fp.coll),
 				      n->id, &rec)) {
-			node_set_base(n, rec.text, rec.len, rec.fetched_ms,
-				      rec.flags & CACHE_REC_PENDING);
+			node_set_base(n, rec.text, rec.len);
 			note_served(fs, path, &rec);
 			cache_record_release(&rec);
 		}
@@ -1137,7 +1133,7 @@ static int rename_save(struct fs *fs, struct node *src, const char *from,
 	else if (id && !store_get(fs->store, tp->coll, id, true, true, &rec))
 		err = set_edit_base(fs, src, to, &rec);
 	else
-		err = node_set_base(src, NULL, 0, 0, false);
+		err = node_set_base(src, NULL, 0);
 
 	pthread_mutex_lock(&fs->lock);
 	if (!err)

@@ -210,7 +210,8 @@ static void forget_missing(struct store *s, enum coll c, const char *id)
 	pthread_mutex_unlock(&s->lock);
 }
 
-bool store_known_missing(struct store *s, enum coll c, const char *id)
+/* True when the server said @id does not exist, within the negative TTL. */
+static bool known_missing(struct store *s, enum coll c, const char *id)
 {
 	char key[300];
 	int64_t *expiry;
@@ -336,7 +337,7 @@ int store_get(struct store *s, enum coll c, const char *id, bool any_age,
 	int err;
 
 	memset(rec, 0, sizeof(*rec));
-	if (store_known_missing(s, c, id))
+	if (known_missing(s, c, id))
 		return -ENOENT;
 	have = !cache_record_get(s->cache, coll_name(c), id, &cached);
 	if (have && (any_age || fresh(s, &cached) ||

@@ -110,8 +110,6 @@ void api_set_offline(struct api *api, bool offline);
 /* True after api_set_offline(api, true). */
 bool api_offline(struct api *api);
 
-/* True unless the last attempt to reach the server failed at the transport. */
-bool api_reachable(struct api *api);
 
 /*
  * A JSON object describing the client for .klipy/status: requests made per

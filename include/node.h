@@ -42,8 +42,6 @@ struct node {
 	char *id;		/* record this name saves to, NULL: create */
 	char *base;		/* record text the edit started from */
 	size_t base_len;
-	int64_t base_fetched_ms;
-	bool base_pending;
 	int error;		/* the last save's refusal, not yet reported */
 	bool deleting;		/* hidden: its DELETE is waiting to go out */
 };
@@ -61,8 +59,7 @@ int node_set_str(char **field, const char *s);
 int node_set_text(struct node *n, const char *text, size_t len);
 
 /* Remember @text as the version an edit starts from. */
-int node_set_base(struct node *n, const char *text, size_t len,
-		  int64_t fetched_ms, bool pending);
+int node_set_base(struct node *n, const char *text, size_t len);
 
 /* POSIX write and truncate on the content; 0 or -errno. */
 int node_write(struct node *n, const char *data, size_t size, off_t off);

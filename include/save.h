@@ -50,8 +50,6 @@ struct save_req {
 	const char *id;		/* record to update, NULL to create */
 	const char *base;	/* text the edit started from (update) */
 	size_t base_len;
-	int64_t base_fetched_ms; /* when @base came from the server */
-	bool base_pending;	/* @base is itself an undelivered save */
 	const char *text;	/* what the user saved */
 	size_t len;
 };

@@ -89,8 +89,6 @@ int store_put_pending(struct store *s, enum coll c, const char *id,
 /* Forget a record the server deleted or does not have. */
 void store_forget(struct store *s, enum coll c, const char *id);
 
-/* True when the server said @id does not exist, within the negative TTL. */
-bool store_known_missing(struct store *s, enum coll c, const char *id);
 
 /*
  * Listings.  A listing is a chain of pages; all pages of one chain share a
