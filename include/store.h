@@ -89,7 +89,6 @@ int store_put_pending(struct store *s, enum coll c, const char *id,
 /* Forget a record the server deleted or does not have. */
 void store_forget(struct store *s, enum coll c, const char *id);
 
-
 /*
  * Listings.  A listing is a chain of pages; all pages of one chain share a
  * generation (the time its first page was fetched).  store_list_begin
