@@ -383,9 +383,12 @@ static int serve(struct fuse_args *args, struct mount *m,
 	} else {
 		lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
-		if (opts.max_threads <= 100000)	/* else: not given */
+		/* libfuse marks an option not given with UINT_MAX. */
+		if (opts.max_threads != UINT_MAX)
 			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
-		fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
+		if (opts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc,
+						       opts.max_idle_threads);
 		err = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
