@@ -143,33 +143,71 @@ static int enqueue(struct save *sv, const char *method, enum coll c,
 	return 0;
 }
 
-struct find_arg {
+/* A search of the journal; NULL fields match anything. */
+struct queued {
 	const char *coll;
 	const char *id;
-	bool found;
+	const char *name;
+	bool (*method)(const char *method);
+	char *key;		/* out: the first match, malloc'd */
+	cJSON *entry;		/* out: its entry */
 };
 
-static int find_entry(void *arg, const char *key, const char *val, size_t len)
+static bool is_create(const char *method)
 {
-	struct find_arg *fa = arg;
-	cJSON *e = cJSON_ParseWithLength(val, len);
-	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
+	return !strcmp(method, "POST") || !strcmp(method, "PUT");
+}
 
-	(void)key;
-	if (c && id && !strcmp(c, fa->coll) && !strcmp(id, fa->id))
-		fa->found = true;
+static bool is_delete(const char *method)
+{
+	return !strcmp(method, "DELETE");
+}
+
+static bool field_is(const cJSON *e, const char *field, const char *want)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(e, field));
+
+	return !want || (v && !strcmp(v, want));
+}
+
+static int match_queued(void *arg, const char *key, const char *val,
+			size_t len)
+{
+	struct queued *q = arg;
+	cJSON *e = cJSON_ParseWithLength(val, len);
+	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+
+	if (m && (!q->method || q->method(m)) && field_is(e, "coll", q->coll) &&
+	    field_is(e, "id", q->id) && field_is(e, "name", q->name)) {
+		q->key = strdup(key);
+		q->entry = e;
+		return 1;
+	}
 	cJSON_Delete(e);
-	return fa->found;
+	return 0;
+}
+
+/* Look @q up in the journal: true when found (free with queued_release). */
+static bool find_queued(struct save *sv, struct queued *q)
+{
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", match_queued, q);
+	return q->key != NULL;
+}
+
+static void queued_release(struct queued *q)
+{
+	free(q->key);
+	cJSON_Delete(q->entry);
 }
 
 /* True when an earlier save of the record still waits in the journal. */
 static bool queued_behind(struct save *sv, enum coll c, const char *id)
 {
-	struct find_arg fa = { coll_name(c), id, false };
+	struct queued q = { .coll = coll_name(c), .id = id };
+	bool found = find_queued(sv, &q);
 
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_entry, &fa);
-	return fa.found;
+	queued_release(&q);
+	return found;
 }
 
 /* Creates */
@@ -253,51 +291,26 @@ static bool blank(const char *text, size_t len)
 	return true;
 }
 
-struct create_find {
-	const char *coll;
-	const char *name;
-	char *key;
-	cJSON *entry;
-};
-
-static int find_create(void *arg, const char *key, const char *val,
-		       size_t len)
-{
-	struct create_find *cf = arg;
-	cJSON *e = cJSON_ParseWithLength(val, len);
-	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
-	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
-	const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
-
-	if (m && c && n && (!strcmp(m, "POST") || !strcmp(m, "PUT")) &&
-	    !strcmp(c, cf->coll) && !strcmp(n, cf->name)) {
-		cf->key = strdup(key);
-		cf->entry = e;
-		return 1;
-	}
-	cJSON_Delete(e);
-	return 0;
-}
-
 /* Rewrite the queued create of @name, if there is one; true if so. */
 static bool requeue_create(struct save *sv, enum coll c, const char *name,
 			   const cJSON *body, const char *text)
 {
-	struct create_find cf = { coll_name(c), name, NULL, NULL };
+	struct queued q = { .coll = coll_name(c), .name = name,
+			    .method = is_create };
+	bool found;
 
 	pthread_mutex_lock(&sv->send_lock);
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_create, &cf);
-	if (cf.entry) {
-		cJSON_ReplaceItemInObject(cf.entry, "body",
+	found = find_queued(sv, &q);
+	if (found) {
+		cJSON_ReplaceItemInObject(q.entry, "body",
 					  cJSON_Duplicate(body, true));
-		cJSON_ReplaceItemInObject(cf.entry, "text",
+		cJSON_ReplaceItemInObject(q.entry, "text",
 					  cJSON_CreateString(text));
-		journal_put(sv, cf.key, cf.entry);
+		journal_put(sv, q.key, q.entry);
 	}
 	pthread_mutex_unlock(&sv->send_lock);
-	cJSON_Delete(cf.entry);
-	free(cf.key);
-	return cf.key != NULL;
+	queued_release(&q);
+	return found;
 }
 
 static int commit_create(struct save *sv, const struct save_req *req,
@@ -569,42 +582,22 @@ static int deliver_create(struct save *sv, const char *key, enum coll c,
 	return err;
 }
 
-struct delete_find {
-	const char *coll;
-	const char *id;
-	char *key;
-};
-
-static int find_delete(void *arg, const char *key, const char *val,
-		       size_t len)
-{
-	struct delete_find *df = arg;
-	cJSON *e = cJSON_ParseWithLength(val, len);
-	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
-	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
-
-	if (m && c && id && !strcmp(m, "DELETE") && !strcmp(c, df->coll) &&
-	    !strcmp(id, df->id))
-		df->key = strdup(key);
-	cJSON_Delete(e);
-	return df->key != NULL;
-}
-
 bool save_cancel_delete(struct save *sv, enum coll c, const char *id)
 {
-	struct delete_find df = { coll_name(c), id, NULL };
+	struct queued q = { .coll = coll_name(c), .id = id,
+			    .method = is_delete };
+	bool found;
 
 	pthread_mutex_lock(&sv->send_lock);
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", find_delete, &df);
-	if (df.key)
-		cache_blob_del(sv->cache, CACHE_JOURNAL, df.key);
+	found = find_queued(sv, &q);
+	if (found)
+		cache_blob_del(sv->cache, CACHE_JOURNAL, q.key);
 	pthread_mutex_unlock(&sv->send_lock);
-	if (df.key)
+	queued_release(&q);
+	if (found)
 		log_debug("'%s/%s.json' was written again: not deleting it",
 			  coll_name(c), id);
-	free(df.key);
-	return df.key != NULL;
+	return found;
 }
 
 /*
