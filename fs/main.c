@@ -229,16 +229,21 @@ static int authenticate(const struct api_config *acfg, struct org *org)
 	api_free(api);
 	if (!err)
 		return 0;
-	if (err == -EAGAIN || err == -EIO) {
+	api_error_describe(&ae, why, sizeof(why));
+	if (err == -EAGAIN)
 		fprintf(stderr, "klipyfs: cannot reach the Klipy API at %s "
 			"(%s); check --base-url, or mount with --offline\n",
 			acfg->base_url, ae.message[0] ? ae.message :
 			"no usable answer");
-	} else {
-		api_error_describe(&ae, why, sizeof(why));
+	else if (err == -EIO)
+		fprintf(stderr, "klipyfs: %s does not answer like the Klipy "
+			"API; check --base-url\n", acfg->base_url);
+	else if (err == -EACCES)
 		fprintf(stderr, "klipyfs: the Klipy API refused the key "
 			"(HTTP %d %s)\n", ae.http_status, why);
-	}
+	else
+		fprintf(stderr, "klipyfs: %s/authenticate answered %s; check "
+			"--base-url\n", acfg->base_url, why);
 	return err;
 }
 
