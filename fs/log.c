@@ -30,7 +30,7 @@ void log_msg(int level, const char *fmt, ...)
 	char line[2048];
 	va_list ap;
 
-	if ((level >= LOG_DEBUG && !debug_on) || (level > LOG_ERR && quiet))
+	if ((level >= LOG_DEBUG && !debug_on) || quiet)
 		return;
 
 	va_start(ap, fmt);

@@ -17,8 +17,8 @@ void log_set_debug(bool on);
 bool log_debug_enabled(void);
 
 /*
- * Drop warnings and notices (errors still show): before mounting, main
- * reports a failure itself, in one line.
+ * Drop every line for a while: before mounting, main reports a failure
+ * itself, in one line.
  */
 void log_set_quiet(bool on);
 

@@ -631,6 +631,36 @@ def test_unreachable_url_fails_mount_with_one_line(mount_fs):
     assert not is_mounted(m.path)
 
 
+def test_malformed_authenticate_answer_fails_mount(mount_fs):
+    """A server that answers, but not like the Klipy API, stops the mount."""
+    import http.server
+    import threading
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>not an API</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/api/v1" % srv.server_port
+        m = mount_fs(url, debug=False, expect_fail=True, timeout=30)
+        assert m.returncode not in (0, None)
+        line = one_line(m.log())
+        assert "does not answer like the Klipy API" in line, line
+        assert not is_mounted(m.path)
+    finally:
+        srv.shutdown()
+
+
 NETNS_PROBE = r"""
 import json, os, socket, subprocess, sys, threading
 # Runs inside a network namespace of its own, where 192.0.2.1 is a local
