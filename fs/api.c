@@ -561,6 +561,9 @@ static int perform(struct api *api, const struct call *c,
 				goto out;
 			}
 			set_reachable(api, false, ex.curl_err);
+			if (ex.cc != CURLE_COULDNT_CONNECT &&
+			    ex.cc != CURLE_COULDNT_RESOLVE_HOST)
+				res->maybe_applied = true;
 			/*
 			 * Once the server is out of reach, one more try is
 			 * all a call gets: a mount must not hang for the
@@ -611,6 +614,8 @@ static int perform(struct api *api, const struct call *c,
 				 * A server that keeps failing is as good as
 				 * unreachable: later calls get one try each.
 				 */
+				if (ex.status == 500)
+					res->maybe_applied = true;
 				if (ex.status >= 500 && attempt >= budget) {
 					char why[64];
 

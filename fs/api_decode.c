@@ -385,11 +385,14 @@ static void text_message(struct api_error *err, const char *body, size_t len)
 	err->message[n] = '\0';
 }
 
-/* details.field, .required_scope or .existingId, however it is spelled. */
+/*
+ * details.existingId, .required_scope or .field, however it is spelled;
+ * the id of an existing record first, since a 409 may name the field too.
+ */
 static void decode_detail(struct api_error *err, const cJSON *details)
 {
-	static const char *const names[] = { "field", "required_scope",
-		"requiredScope", "scope", "existingId", "existing_id", NULL };
+	static const char *const names[] = { "existingId", "existing_id",
+		"required_scope", "requiredScope", "scope", "field", NULL };
 	const char *s;
 
 	if (cJSON_IsString(details)) {

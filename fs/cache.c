@@ -19,7 +19,7 @@
  * encoding, table names).  A store with another format is thrown away at
  * open: it is a cache, and guessing at old bytes is worse than a refetch.
  */
-#define CACHE_FORMAT "1"
+#define CACHE_FORMAT "2"	/* 2: record times in milliseconds */
 #define FORMAT_KEY "\x01" "format"
 
 /* Keys starting with this byte belong to the cache itself. */

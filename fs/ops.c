@@ -71,8 +71,20 @@ static void fill_dir(struct fs *fs, struct stat *st)
 	st->st_gid = fs->cfg.gid;
 }
 
+static struct timespec ms_to_timespec(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	return ts;
+}
+
+static int64_t timespec_to_ms(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void fill_file(struct fs *fs, struct stat *st, mode_t mode,
-		      size_t size, int64_t mtime)
+		      size_t size, int64_t mtime_ms)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | mode;
@@ -81,7 +93,8 @@ static void fill_file(struct fs *fs, struct stat *st, mode_t mode,
 	st->st_gid = fs->cfg.gid;
 	st->st_size = size;
 	st->st_blocks = (size + 511) / 512;
-	st->st_mtime = st->st_ctime = st->st_atime = mtime;
+	st->st_mtim = ms_to_timespec(mtime_ms);
+	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
 static mode_t record_mode(enum coll c)
@@ -152,11 +165,12 @@ static int set_edit_base(struct fs *fs, struct node *n, const char *path,
 static void fill_node(struct fs *fs, struct stat *st, const struct node *n)
 {
 	if (n->kind == NODE_SYMLINK) {
-		fill_file(fs, st, 0777, strlen(n->link), n->mtime.tv_sec);
+		fill_file(fs, st, 0777, strlen(n->link),
+			  timespec_to_ms(n->mtime));
 		st->st_mode = S_IFLNK | 0777;
 		return;
 	}
-	fill_file(fs, st, n->mode & 07777, n->len, n->mtime.tv_sec);
+	fill_file(fs, st, n->mode & 07777, n->len, timespec_to_ms(n->mtime));
 	st->st_mtim = n->mtime;
 }
 
@@ -260,14 +274,14 @@ static int op_getattr(const char *path, struct stat *st,
 	case P_STATUS:
 		src = status_of(fs);
 		text = status_text(&src, &len);
-		fill_file(fs, st, 0444, text ? len : 0, time(NULL));
+		fill_file(fs, st, 0444, text ? len : 0, store_now_ms());
 		free(text);
 		return 0;
 	case P_REJ_FILE:
 		if (save_rejected_text(fs->save, fp.coll, fp.name, &text, &len))
 			return -ENOENT;
 		free(text);
-		fill_file(fs, st, 0644, len, time(NULL));
+		fill_file(fs, st, 0644, len, store_now_ms());
 		return 0;
 	case P_ENTRY:
 		return stat_entry(fs, path, &fp, st);
@@ -423,6 +437,7 @@ static int commit(struct fs *fs, struct node *n)
 				      n->id, &rec)) {
 			node_set_base(n, rec.text, rec.len);
 			note_served(fs, path, &rec);
+			n->mtime = ms_to_timespec(rec.mtime);
 			cache_record_release(&rec);
 		}
 	}
@@ -1048,6 +1063,23 @@ static int unlink_record(struct fs *fs, enum coll c, const char *id)
 }
 
 
+/*
+ * A new file whose create is still queued is removed with its create; if
+ * the create went out meanwhile, the record it made is what to delete.
+ */
+static char *forget_create(struct fs *fs, const struct fpath *fp,
+			   struct node *n)
+{
+	char *id = NULL;
+
+	save_cancel_create(fs->save, fp->coll, fp->name);
+	pthread_mutex_lock(&fs->lock);
+	if (n->id)
+		id = strdup(n->id);
+	pthread_mutex_unlock(&fs->lock);
+	return id;
+}
+
 static int op_unlink(const char *path)
 {
 	struct fs *fs = get_fs();
@@ -1073,6 +1105,8 @@ static int op_unlink(const char *path)
 		id = strdup(n->id);	/* a record being edited */
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (n && !id && !n->scratch && err != -ENOENT)
+		id = forget_create(fs, &fp, n);
 	if (n && !id) {
 		node_unref(n);
 		return err;
@@ -1196,8 +1230,7 @@ static int rename_away(struct fs *fs, const char *from,
 	if (!err) {
 		copy->scratch = true;
 		copy->mode = record_mode(fp->coll);
-		copy->mtime.tv_sec = rec.mtime;
-		copy->mtime.tv_nsec = 0;
+		copy->mtime = ms_to_timespec(rec.mtime);
 		pthread_mutex_lock(&fs->lock);
 		err = table_put(fs, to, copy);
 		if (!err)
@@ -1583,7 +1616,7 @@ static int readdir_fixed(struct fs *fs, struct fpath *fp, void *buf,
 		return 0;
 	case P_META:
 		filler(buf, "rejected", &st, 0, 0);
-		fill_file(fs, &st, 0444, 0, time(NULL));
+		fill_file(fs, &st, 0444, 0, store_now_ms());
 		filler(buf, "status", &st, 0, 0);
 		return 0;
 	case P_REJ:
@@ -1593,7 +1626,7 @@ static int readdir_fixed(struct fs *fs, struct fpath *fp, void *buf,
 	case P_REJ_COLL:
 		if (save_rejected_names(fs->save, fp->coll, &names, &n))
 			return -EIO;
-		fill_file(fs, &st, 0644, 0, time(NULL));
+		fill_file(fs, &st, 0644, 0, store_now_ms());
 		for (i = 0; i < n; i++)
 			filler(buf, names[i], &st, 0, 0);
 		free_names(names, n);

@@ -230,15 +230,18 @@ int64_t record_parse_time(const char *iso)
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
 	p = iso + consumed;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++)
-			;
-	t = timegm(&tm);
+	t = (int64_t)timegm(&tm) * 1000;
+	if (*p == '.') {
+		int scale = 100;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			t += (*p - '0') * scale;
+	}
 	if (*p == 'Z' || *p == '\0')
 		return t;
 	if ((*p == '+' || *p == '-') &&
 	    sscanf(p + 1, "%2d:%2d", &off_h, &off_m) == 2) {
-		int64_t off = off_h * 3600 + off_m * 60;
+		int64_t off = (off_h * 3600 + off_m * 60) * 1000;
 
 		return *p == '+' ? t - off : t + off;
 	}

@@ -109,7 +109,7 @@ static int journal_put(struct save *sv, const char *key, const cJSON *entry)
  */
 static int enqueue(struct save *sv, const char *method, enum coll c,
 		   const char *name, const char *id, const cJSON *body,
-		   const char *text, int64_t not_before)
+		   const char *text, int64_t not_before, bool maybe_applied)
 {
 	cJSON *e = cJSON_CreateObject();
 	char key[64];
@@ -126,6 +126,8 @@ static int enqueue(struct save *sv, const char *method, enum coll c,
 	cJSON_AddNumberToObject(e, "attempts", 0);
 	if (not_before)
 		cJSON_AddNumberToObject(e, "not_before", (double)not_before);
+	if (maybe_applied)
+		cJSON_AddTrueToObject(e, "maybe_applied");
 	journal_key(sv, key, sizeof(key));
 	err = journal_put(sv, key, e);
 	cJSON_Delete(e);
@@ -241,11 +243,34 @@ static bool is_upsert(enum coll c, const char *name)
 }
 
 /*
+ * A create retried after an answer was lost may find that the first try
+ * made the record: the server's 409 names it, and it is ours.  (Records
+ * with no unique field, such as a company without a domain, cannot be
+ * told apart this way.)
+ */
+static int adopt_created(struct save *sv, enum coll c, const char *name,
+			 const char *existing, char **id)
+{
+	struct cache_record rec;
+	int err;
+
+	err = store_refresh(sv->store, c, existing, &rec);
+	if (err)
+		return err;
+	cache_record_release(&rec);
+	*id = strdup(existing);
+	log_info("created '%s/%s.json' from '%s/%s' (found after a lost "
+		 "answer)", coll_name(c), existing, coll_name(c), name);
+	return 0;
+}
+
+/*
  * Send a create and cache the record it made.  An interaction create
  * answers only {id, isDuplicate}, so the record is fetched after it.
  */
 static int send_create(struct save *sv, enum coll c, const char *name,
-		       const cJSON *body, char **id, struct api_error *ae)
+		       const cJSON *body, bool retry, char **id,
+		       struct api_error *ae, bool *maybe_applied)
 {
 	struct api_result res = { 0 };
 	const char *new_id;
@@ -256,6 +281,10 @@ static int send_create(struct save *sv, enum coll c, const char *name,
 	else
 		err = api_create(sv->api, coll_name(c), body, &res);
 	*ae = res.err;
+	if (maybe_applied)
+		*maybe_applied = res.maybe_applied;
+	if (err == -EEXIST && retry && store_plausible_id(ae->detail))
+		return adopt_created(sv, c, name, ae->detail, id);
 	if (err)
 		goto out;
 	new_id = record_id(res.data);
@@ -316,6 +345,7 @@ static bool requeue_create(struct save *sv, enum coll c, const char *name,
 static int commit_create(struct save *sv, const struct save_req *req,
 			 struct save_result *res)
 {
+	bool maybe = false;
 	struct api_error ae = { 0 };
 	cJSON *edited = NULL, *body;
 	int err;
@@ -334,11 +364,12 @@ static int commit_create(struct save *sv, const struct save_req *req,
 		cJSON_Delete(body);
 		return 0;
 	}
-	err = send_create(sv, req->coll, req->name, body, &res->id, &ae);
+	err = send_create(sv, req->coll, req->name, body, false, &res->id,
+			  &ae, &maybe);
 	if (err == -EAGAIN) {
 		err = enqueue(sv, is_upsert(req->coll, req->name) ? "PUT" :
 			      "POST", req->coll, req->name, NULL, body,
-			      req->text, 0);
+			      req->text, 0, maybe);
 		res->pending = !err;
 	} else if (err) {
 		err = reject_api(sv, req->coll, req->name, req->text, req->len,
@@ -448,7 +479,7 @@ static int send_patch(struct save *sv, const struct save_req *req,
 	}
 	if (err == -EAGAIN) {
 		err = enqueue(sv, "PATCH", req->coll, req->name, req->id,
-			      patch, req->text, 0);
+			      patch, req->text, 0, false);
 		if (!err)
 			store_put_pending(sv->store, req->coll, req->id,
 					  req->text, req->len);
@@ -550,7 +581,7 @@ int save_delete(struct save *sv, enum coll c, const char *id,
 		return -EPERM;
 	snprintf(name, sizeof(name), "%s.json", id);
 	return enqueue(sv, "DELETE", c, name, id, NULL, NULL,
-		       store_now_ms() + delay_ms);
+		       store_now_ms() + delay_ms, false);
 }
 
 /*
@@ -558,10 +589,11 @@ int save_delete(struct save *sv, enum coll c, const char *id,
  * of the same new file rewrites the entry (see requeue_create) instead of
  * queueing a second create.
  */
-static int deliver_create(struct save *sv, const char *key, enum coll c,
-			  const char *name, char **new_id,
+static int deliver_create(struct save *sv, const char *key, cJSON *queued,
+			  enum coll c, const char *name, char **new_id,
 			  struct api_error *ae)
 {
+	bool was, maybe = false;
 	cJSON *e = NULL;
 	char *val;
 	size_t len;
@@ -571,15 +603,34 @@ static int deliver_create(struct save *sv, const char *key, enum coll c,
 	if (!cache_blob_get(sv->cache, CACHE_JOURNAL, key, &val, &len)) {
 		e = cJSON_ParseWithLength(val, len);
 		free(val);
+		was = cJSON_IsTrue(cJSON_GetObjectItem(e, "maybe_applied"));
 		err = send_create(sv, c, name, cJSON_GetObjectItem(e, "body"),
-				  new_id, ae);
+				  was, new_id, ae, &maybe);
 		if (!err && sv->event)
 			sv->event(sv->event_arg, SAVE_CREATED, c, name,
 				  *new_id);
+		/*
+		 * Lost again: the next try must know this one may count (the
+		 * round writes @queued back).
+		 */
+		if (err == -EAGAIN && maybe && !was)
+			cJSON_AddTrueToObject(queued, "maybe_applied");
 	}
 	pthread_mutex_unlock(&sv->send_lock);
 	cJSON_Delete(e);
 	return err;
+}
+
+void save_cancel_create(struct save *sv, enum coll c, const char *name)
+{
+	struct queued q = { .coll = coll_name(c), .name = name,
+			    .method = is_create };
+
+	pthread_mutex_lock(&sv->send_lock);
+	if (find_queued(sv, &q))
+		cache_blob_del(sv->cache, CACHE_JOURNAL, q.key);
+	pthread_mutex_unlock(&sv->send_lock);
+	queued_release(&q);
 }
 
 bool save_cancel_delete(struct save *sv, enum coll c, const char *id)
@@ -637,7 +688,7 @@ static int deliver_delete(struct save *sv, const char *key, enum coll c,
  * whose answer was lost to a crash before the entry was removed is sent
  * again: the API has no idempotency key to make that safe.
  */
-static int deliver(struct save *sv, const char *key, const cJSON *e)
+static int deliver(struct save *sv, const char *key, cJSON *e)
 {
 	const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
 	const char *cname = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
@@ -663,7 +714,7 @@ static int deliver(struct save *sv, const char *key, const cJSON *e)
 	} else if (!strcmp(method, "DELETE") && id) {
 		err = deliver_delete(sv, key, c, id, &ae);
 	} else {
-		err = deliver_create(sv, key, c, name, &new_id, &ae);
+		err = deliver_create(sv, key, e, c, name, &new_id, &ae);
 	}
 	api_result_release(&res);
 

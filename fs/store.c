@@ -679,7 +679,7 @@ int store_put_pending(struct store *s, enum coll c, const char *id,
 	rec.text = (char *)text;
 	rec.len = len;
 	rec.flags = CACHE_REC_PENDING;
-	rec.mtime = time(NULL);
+	rec.mtime = store_now_ms();
 	if (!cache_record_stat(s->cache, coll_name(c), id, &old))
 		rec.fetched_ms = old.fetched_ms;
 	return cache_record_put(s->cache, coll_name(c), id, &rec);

@@ -54,6 +54,7 @@ struct api_result {
 	cJSON *data;		/* the payload: a record object, or an array for lists */
 	char *next_cursor;	/* lists only: NULL when this was the last page */
 	struct api_error err;
+	bool maybe_applied;	/* -EAGAIN on a write that may have happened */
 };
 
 /*

@@ -22,7 +22,7 @@ struct cache;
 struct cache_record {
 	char *text;		/* NUL-terminated, malloc'd by getters */
 	size_t len;		/* bytes of text, without the NUL */
-	int64_t mtime;		/* seconds since the epoch, shown as st_mtime */
+	int64_t mtime;		/* st_mtime, milliseconds since the epoch */
 	int64_t fetched_ms;	/* when the text came from the server (ms) */
 	unsigned flags;		/* CACHE_REC_* */
 };

@@ -29,10 +29,16 @@ int record_parse(const char *text, size_t len, cJSON **out);
 /* The record's "id" when it is a non-empty string, else NULL. */
 const char *record_id(const cJSON *rec);
 
-/* st_mtime: updatedTime, else creationTime, else 0 (ISO-8601, any offset). */
+/*
+ * st_mtime in milliseconds: updatedTime, else creationTime, else 0
+ * (ISO-8601, any offset).
+ */
 int64_t record_mtime(const cJSON *rec);
 
-/* Parse an ISO-8601 UTC time ("2026-04-01T10:00:01.123Z"); -1 if invalid. */
+/*
+ * Milliseconds since the epoch of an ISO-8601 time
+ * ("2026-04-01T10:00:01.123Z", "...+02:00"); -1 if invalid.
+ */
 int64_t record_parse_time(const char *iso);
 
 /*

@@ -81,6 +81,9 @@ void save_result_release(struct save_result *res);
 int save_delete(struct save *sv, enum coll c, const char *id,
 		int64_t delay_ms);
 
+/* Take back a queued create of @name (the user removed the new file). */
+void save_cancel_create(struct save *sv, enum coll c, const char *name);
+
 /* Take back a delete still waiting; false when it already went out. */
 bool save_cancel_delete(struct save *sv, enum coll c, const char *id);
 

@@ -777,3 +777,76 @@ def test_offline_create_of_an_id_like_name_is_queued(emulator, mount_fs,
 	assert read(m2.p('people', 'offlinenew.json')) == data
 	assert listed(status_files(m2, 'pending'), 'people', 'offlinenew.json')
 	assert emulator.requests() == []
+
+
+# ------------------------------------------------- times, and lost answers
+
+def test_mtime_after_a_save_is_the_servers_and_stays(emulator, mount_fs):
+	"""Editors compare the time they saw after saving with later stats:
+	it must be the server's updatedTime at once, to the millisecond, and
+	not move when the cache refreshes."""
+	m = mount_fs(emulator, ttl=1)
+	rec, path = person(emulator, m)
+	new = with_field(read(path), 'title', 'Timed')
+	fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	os.write(fd, new.encode())
+	os.fsync(fd)
+	right_after = os.fstat(fd).st_mtime_ns
+	os.close(fd)
+	now = server(emulator, 'people', rec['id'])
+	want = round(iso_to_epoch(now['updatedTime']) * 1000) * 1000000
+	assert right_after == want
+	assert os.stat(path).st_mtime_ns == want
+	time.sleep(1.5)
+	assert os.stat(path).st_mtime_ns == want
+
+
+def test_rm_of_a_queued_create_takes_it_back(emulator, mount_fs, tmp_path):
+	cache = str(tmp_path / 'cache')
+	m = mount_fs(emulator, '--flush-timeout=0', cache_dir=cache)
+	os.listdir(m.p('people'))
+	email = 'taken.back@example.com'
+	path = m.p('people', 'taken back.json')
+	emulator.config(fail_rate=1.0)
+	try:
+		assert write_file(path, json.dumps({'firstName': 'Taken',
+						    'email': email}),
+				  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+		assert listed(status_files(m, 'pending'), 'people',
+			      'taken back.json')
+		os.unlink(path)
+		assert not os.path.exists(path)
+		assert status_files(m, 'pending') == []
+	finally:
+		emulator.config(fail_rate=0)
+	m.umount()
+	emulator.reset()
+	m2 = mount_fs(emulator, cache_dir=cache)
+	time.sleep(2.0)
+	assert [r for r in emulator.requests() if r['method'] == 'POST'] == []
+	assert not any(r.get('email') == email
+		       for r in records(emulator, 'people').values())
+	assert 'taken back.json' not in os.listdir(m2.p('people'))
+
+
+def test_create_whose_answer_was_lost_is_not_made_twice(emulator, mnt):
+	"""The server takes the POST but answers too late (it hangs): the
+	retry finds the record (409 names it) instead of making another."""
+	os.listdir(mnt.p('people'))
+	email = 'lost.answer@example.com'
+	path = mnt.p('people', 'lost answer.json')
+	emulator.proc.send_signal(signal.SIGSTOP)
+	try:
+		assert write_file(path, json.dumps({'firstName': 'Lost',
+						    'email': email}),
+				  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+	finally:
+		emulator.proc.send_signal(signal.SIGCONT)
+	wait_for(lambda: status_files(mnt, 'pending') == [],
+		 DELIVERY_TIMEOUT, 'the queued create')
+	made = [r for r in records(emulator, 'people').values()
+		if r.get('email') == email]
+	assert len(made) == 1, made
+	assert status_files(mnt, 'rejected') == [], mnt.log()[-3000:]
+	assert json.loads(read(mnt.p('people', made[0]['id'] + '.json'))) == \
+		made[0]

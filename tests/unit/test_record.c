@@ -85,13 +85,14 @@ static void test_times(void)
 {
 	cJSON *r = cJSON_Parse("{\"creationTime\":\"2026-04-01T10:00:01Z\"}");
 
-	CHECK(record_parse_time("2026-04-01T10:00:01Z") == 1775037601);
-	CHECK(record_parse_time("2026-04-01T10:00:01.999Z") == 1775037601);
-	CHECK(record_parse_time("2026-04-01T12:00:01+02:00") == 1775037601);
+	CHECK(record_parse_time("2026-04-01T10:00:01Z") == 1775037601000);
+	CHECK(record_parse_time("2026-04-01T10:00:01.999Z") == 1775037601999);
+	CHECK(record_parse_time("2026-04-01T10:00:01.5Z") == 1775037601500);
+	CHECK(record_parse_time("2026-04-01T12:00:01+02:00") == 1775037601000);
 	CHECK(record_parse_time("yesterday") == -1);
-	CHECK(record_mtime(r) == 1775037601);
-	cJSON_AddStringToObject(r, "updatedTime", "2026-04-01T10:00:02Z");
-	CHECK(record_mtime(r) == 1775037602);
+	CHECK(record_mtime(r) == 1775037601000);
+	cJSON_AddStringToObject(r, "updatedTime", "2026-04-01T10:00:02.25Z");
+	CHECK(record_mtime(r) == 1775037602250);
 	cJSON_Delete(r);
 }
 
