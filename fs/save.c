@@ -799,7 +799,9 @@ static struct round deliver_round(struct save *sv, bool stopping)
 						     attempts->valuedouble + 1);
 			cJSON_DeleteItemFromObject(e, "last_error");
 			cJSON_AddStringToObject(e, "last_error",
-						"the API is unreachable");
+				api_offline(sv->api) ?
+				"offline: sent at the next online mount" :
+				"the API is unreachable");
 			journal_put(sv, key, e);
 			free(key);
 			r.failed = true;
