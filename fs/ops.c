@@ -1017,34 +1017,37 @@ static int find_alias(void *arg, const char *key, void *value)
 	return 0;
 }
 
+static void hide_one(struct fs *fs, const char *path, const char *id)
+{
+	if (!table_hide(fs, path, id))
+		((struct node *)strmap_get(fs->nodes, path))->deleting = true;
+}
+
 /*
- * A deleted record disappears at once under its id and every name that
- * created it; caller holds fs->lock.
+ * A deleted record disappears at once under the name it was removed by,
+ * its id and every name that created it; caller holds fs->lock.
  */
-static void hide_deleted(struct fs *fs, enum coll c, const char *id)
+static void hide_deleted(struct fs *fs, const char *unlinked, enum coll c,
+			 const char *id)
 {
 	char prefix[64], path[512];
 	struct alias_walk w = { id, prefix, NULL, 0 };
-	struct node *n;
 	size_t i;
 
 	snprintf(prefix, sizeof(prefix), "/%s/", coll_name(c));
 	strmap_foreach(fs->nodes, find_alias, &w);
-	snprintf(path, sizeof(path), "%s%s.json", prefix, id);
-	for (i = 0; i <= w.n; i++) {
-		const char *p = i < w.n ? w.paths[i] : path;
-
-		if (!table_hide(fs, p, id)) {
-			n = strmap_get(fs->nodes, p);
-			n->deleting = true;
-		}
-		if (i < w.n)
-			free(w.paths[i]);
+	for (i = 0; i < w.n; i++) {
+		hide_one(fs, w.paths[i], id);
+		free(w.paths[i]);
 	}
 	free(w.paths);
+	snprintf(path, sizeof(path), "%s%s.json", prefix, id);
+	hide_one(fs, path, id);
+	hide_one(fs, unlinked, id);
 }
 
-static int unlink_record(struct fs *fs, enum coll c, const char *id)
+static int unlink_record(struct fs *fs, const char *path, enum coll c,
+			 const char *id)
 {
 	struct stat st;
 	int err;
@@ -1056,7 +1059,7 @@ static int unlink_record(struct fs *fs, enum coll c, const char *id)
 		err = save_delete(fs->save, c, id, DELETE_DELAY_MS);
 	if (!err) {
 		pthread_mutex_lock(&fs->lock);
-		hide_deleted(fs, c, id);
+		hide_deleted(fs, path, c, id);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	return err;
@@ -1114,7 +1117,7 @@ static int op_unlink(const char *path)
 	node_unref(n);
 	if (!id)
 		return -ENOENT;
-	err = unlink_record(fs, fp.coll, id);
+	err = unlink_record(fs, path, fp.coll, id);
 	free(id);
 	return err;
 }

@@ -850,3 +850,23 @@ def test_create_whose_answer_was_lost_is_not_made_twice(emulator, mnt):
 	assert status_files(mnt, 'rejected') == [], mnt.log()[-3000:]
 	assert json.loads(read(mnt.p('people', made[0]['id'] + '.json'))) == \
 		made[0]
+
+
+def test_rm_by_the_creating_name_deletes_the_record(emulator, mnt):
+	body = {'firstName': 'Gone', 'lastName': 'ByName',
+		'email': 'gone.byname@example.com'}
+	made = mnt.p('people', 'byname.json')
+	fd = os.open(made, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+	os.write(fd, json.dumps(body).encode())
+	os.fsync(fd)		# created while still open
+	new = [r for r in records(emulator, 'people').values()
+	       if r['email'] == body['email']][0]
+	os.listdir(mnt.p('people'))
+	emulator.reset()
+	os.unlink(made)
+	os.close(fd)
+	names = os.listdir(mnt.p('people'))
+	assert 'byname.json' not in names
+	assert new['id'] + '.json' not in names
+	expect(emulator, [('DELETE', '/people/' + new['id'])])
+	assert server(emulator, 'people', new['id']) is None
