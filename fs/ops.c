@@ -1025,7 +1025,7 @@ static void hide_one(struct fs *fs, const char *path, const char *id)
 
 /*
  * A deleted record disappears at once under the name it was removed by,
- * its id and every name that created it; caller holds fs->lock.
+ * its id and every name that created it.
  */
 static void hide_deleted(struct fs *fs, const char *unlinked, enum coll c,
 			 const char *id)
@@ -1035,15 +1035,27 @@ static void hide_deleted(struct fs *fs, const char *unlinked, enum coll c,
 	size_t i;
 
 	snprintf(prefix, sizeof(prefix), "/%s/", coll_name(c));
+	snprintf(path, sizeof(path), "%s%s.json", prefix, id);
+	pthread_mutex_lock(&fs->lock);
 	strmap_foreach(fs->nodes, find_alias, &w);
-	for (i = 0; i < w.n; i++) {
+	for (i = 0; i < w.n; i++)
 		hide_one(fs, w.paths[i], id);
+	hide_one(fs, path, id);
+	hide_one(fs, unlinked, id);
+	pthread_mutex_unlock(&fs->lock);
+
+	/*
+	 * The kernel may still hold attributes of the other names.  Only the
+	 * inode being unlinked is off limits for an invalidation here.
+	 */
+	for (i = 0; i < w.n; i++) {
+		if (strcmp(w.paths[i], unlinked))
+			forget_attrs(w.paths[i]);
 		free(w.paths[i]);
 	}
 	free(w.paths);
-	snprintf(path, sizeof(path), "%s%s.json", prefix, id);
-	hide_one(fs, path, id);
-	hide_one(fs, unlinked, id);
+	if (strcmp(path, unlinked))
+		forget_attrs(path);
 }
 
 static int unlink_record(struct fs *fs, const char *path, enum coll c,
@@ -1057,11 +1069,8 @@ static int unlink_record(struct fs *fs, const char *path, enum coll c,
 	err = stat_record(fs, c, id, &st, NULL);
 	if (!err)
 		err = save_delete(fs->save, c, id, DELETE_DELAY_MS);
-	if (!err) {
-		pthread_mutex_lock(&fs->lock);
+	if (!err)
 		hide_deleted(fs, path, c, id);
-		pthread_mutex_unlock(&fs->lock);
-	}
 	return err;
 }
 

@@ -715,8 +715,11 @@ def test_rm_hides_the_record_and_every_name_that_created_it(emulator, mnt):
 	       if r['email'] == body['email']][0]
 	assert new['id'] + '.json' in os.listdir(mnt.p('people'))
 	emulator.reset()
+	assert os.stat(made).st_size > 0	# the kernel knows this name
 	os.unlink(mnt.p('people', new['id'] + '.json'))
 	assert not os.path.exists(made)
+	with pytest.raises(FileNotFoundError):
+		os.stat(made)
 	assert not os.path.exists(mnt.p('people', new['id'] + '.json'))
 	assert new['id'] + '.json' not in os.listdir(mnt.p('people'))
 	expect(emulator, [('DELETE', '/people/' + new['id'])])
