@@ -48,7 +48,7 @@ static void rejected_key(char *key, size_t size, enum coll c,
  * Returns @err for the caller to pass on.
  */
 static int reject(struct save *sv, enum coll c, const char *name,
-		  const char *text, size_t len, int err, const char *why)
+		  const char *text, int err, const char *why)
 {
 	char key[512], *val;
 	cJSON *o = cJSON_CreateObject();
@@ -67,18 +67,29 @@ static int reject(struct save *sv, enum coll c, const char *name,
 		log_err("cannot save '%s/%s': %s; keeping the text failed too",
 			coll_name(c), name, why);
 	free(val);
-	(void)len;
 	return err;
 }
 
 static int reject_api(struct save *sv, enum coll c, const char *name,
-		      const char *text, size_t len, int err,
-		      const struct api_error *ae)
+		      const char *text, int err, const struct api_error *ae)
 {
 	char why[1024];
 
 	api_error_describe(ae, why, sizeof(why));
-	return reject(sv, c, name, text, len, err, why);
+	return reject(sv, c, name, text, err, why);
+}
+
+/* Refuse the save @req. */
+static int refuse(struct save *sv, const struct save_req *req, int err,
+		  const char *why)
+{
+	return reject(sv, req->coll, req->name, req->text, err, why);
+}
+
+static int refuse_api(struct save *sv, const struct save_req *req, int err,
+		      const struct api_error *ae)
+{
+	return reject_api(sv, req->coll, req->name, req->text, err, ae);
 }
 
 /* Journal */
@@ -101,6 +112,36 @@ static int journal_put(struct save *sv, const char *key, const cJSON *entry)
 	err = cache_blob_put(sv->cache, CACHE_JOURNAL, key, val, strlen(val));
 	free(val);
 	return err;
+}
+
+/* A field of a journal entry, or NULL. */
+static const char *str_of(const cJSON *e, const char *field)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItem(e, field));
+}
+
+static int collect_entry(void *arg, const char *key, const char *val,
+			 size_t len)
+{
+	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len);
+
+	if (!e)
+		e = cJSON_CreateObject();	/* damaged: deliver() drops it */
+	cJSON_AddStringToObject(e, "_key", key);
+	cJSON_AddItemToArray(list, e);
+	return 0;
+}
+
+/*
+ * The journal in order, as an array of entries each with its key in
+ * "_key".  A copy: the walk runs in a read transaction, and callers write.
+ */
+static cJSON *journal_list(struct save *sv)
+{
+	cJSON *list = cJSON_CreateArray();
+
+	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", collect_entry, list);
+	return list;
 }
 
 /*
@@ -167,32 +208,34 @@ static bool is_delete(const char *method)
 
 static bool field_is(const cJSON *e, const char *field, const char *want)
 {
-	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(e, field));
+	const char *v = str_of(e, field);
 
 	return !want || (v && !strcmp(v, want));
 }
 
-static int match_queued(void *arg, const char *key, const char *val,
-			size_t len)
+static bool queued_matches(const struct queued *q, const cJSON *e)
 {
-	struct queued *q = arg;
-	cJSON *e = cJSON_ParseWithLength(val, len);
-	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
+	const char *m = str_of(e, "method");
 
-	if (m && (!q->method || q->method(m)) && field_is(e, "coll", q->coll) &&
-	    field_is(e, "id", q->id) && field_is(e, "name", q->name)) {
-		q->key = strdup(key);
-		q->entry = e;
-		return 1;
-	}
-	cJSON_Delete(e);
-	return 0;
+	return m && (!q->method || q->method(m)) &&
+	       field_is(e, "coll", q->coll) && field_is(e, "id", q->id) &&
+	       field_is(e, "name", q->name);
 }
 
 /* Look @q up in the journal: true when found (free with queued_release). */
 static bool find_queued(struct save *sv, struct queued *q)
 {
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", match_queued, q);
+	cJSON *list = journal_list(sv), *e;
+
+	cJSON_ArrayForEach(e, list) {
+		if (!queued_matches(q, e))
+			continue;
+		q->key = strdup(str_of(e, "_key"));
+		q->entry = cJSON_DetachItemViaPointer(list, e);
+		cJSON_DeleteItemFromObject(q->entry, "_key");
+		break;
+	}
+	cJSON_Delete(list);
 	return q->key != NULL;
 }
 
@@ -372,8 +415,7 @@ static int commit_create(struct save *sv, const struct save_req *req,
 			      req->text, 0, maybe);
 		res->pending = !err;
 	} else if (err) {
-		err = reject_api(sv, req->coll, req->name, req->text, req->len,
-				 err, &ae);
+		err = refuse_api(sv, req, err, &ae);
 	}
 	cJSON_Delete(body);
 	return err;
@@ -424,8 +466,8 @@ static int current_version(struct save *sv, const struct save_req *req,
 	*current = NULL;
 	err = store_get(sv->store, req->coll, req->id, false, true, &rec);
 	if (err == -ENOENT)
-		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -ENOENT, "the record was deleted on the server");
+		return refuse(sv, req, -ENOENT,
+			      "the record was deleted on the server");
 	if (err)
 		return 0;
 	*pending = rec.flags & CACHE_REC_PENDING;
@@ -456,8 +498,7 @@ static int check_conflict(struct save *sv, const struct save_req *req,
 	if (field) {
 		snprintf(why, sizeof(why), "CONFLICT field '%s' was changed "
 			 "on the server since this version was read", field);
-		err = reject(sv, req->coll, req->name, req->text, req->len,
-			     -ESTALE, why);
+		err = refuse(sv, req, -ESTALE, why);
 	}
 	cJSON_Delete(theirs);
 	return err;
@@ -486,8 +527,7 @@ static int send_patch(struct save *sv, const struct save_req *req,
 	} else if (err) {
 		if (err == -ENOENT)
 			store_forget(sv->store, req->coll, req->id);
-		err = reject_api(sv, req->coll, req->name, req->text, req->len,
-				 err, &res.err);
+		err = refuse_api(sv, req, err, &res.err);
 	}
 	api_result_release(&res);
 	return err;
@@ -509,11 +549,10 @@ static int commit_update(struct save *sv, const struct save_req *req,
 	int err;
 
 	if (req->coll == COLL_INTERACTIONS)
-		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -EPERM, "interactions cannot be changed");
+		return refuse(sv, req, -EPERM, "interactions cannot be changed");
 	if (record_parse(req->text, req->len, &edited))
-		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -EINVAL, "the text is not one JSON object "
+		return refuse(sv, req, -EINVAL,
+			      "the text is not one JSON object "
 			      "(nothing was sent)");
 	base = edit_base(sv, req, edited);
 	if (!base)
@@ -523,8 +562,7 @@ static int commit_update(struct save *sv, const struct save_req *req,
 	if (field) {
 		snprintf(why, sizeof(why), "field '%s' is read-only (nothing "
 			 "was sent)", field);
-		err = reject(sv, req->coll, req->name, req->text, req->len,
-			     -EINVAL, why);
+		err = refuse(sv, req, -EINVAL, why);
 		goto out;
 	}
 	patch = record_diff(base, edited, record_updated(edited) != NULL);
@@ -558,8 +596,8 @@ int save_commit(struct save *sv, const struct save_req *req,
 {
 	memset(res, 0, sizeof(*res));
 	if (req->len > MAX_BODY)
-		return reject(sv, req->coll, req->name, req->text, req->len,
-			      -EFBIG, "the text is over the API's limit of 1 MiB "
+		return refuse(sv, req, -EFBIG,
+			      "the text is over the API's limit of 1 MiB "
 			      "(nothing was sent)");
 	if (!req->id)
 		return commit_create(sv, req, res);
@@ -690,11 +728,11 @@ static int deliver_delete(struct save *sv, const char *key, enum coll c,
  */
 static int deliver(struct save *sv, const char *key, cJSON *e)
 {
-	const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
-	const char *cname = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
-	const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
+	const char *method = str_of(e, "method");
+	const char *cname = str_of(e, "coll");
+	const char *name = str_of(e, "name");
+	const char *id = str_of(e, "id");
+	const char *text = str_of(e, "text");
 	const cJSON *body = cJSON_GetObjectItem(e, "body");
 	struct api_result res = { 0 };
 	struct api_error ae = { 0 };
@@ -735,23 +773,11 @@ static int deliver(struct save *sv, const char *key, cJSON *e)
 		if (!id && sv->event)
 			sv->event(sv->event_arg, SAVE_CREATE_REFUSED, c, name,
 				  NULL);
-		reject_api(sv, c, name, text ? text : "", 0, err, &ae);
+		reject_api(sv, c, name, text ? text : "", err, &ae);
 		err = 0;
 	}
 	free(new_id);
 	return err;
-}
-
-static int collect_entry(void *arg, const char *key, const char *val,
-			 size_t len)
-{
-	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len);
-
-	if (!e)
-		e = cJSON_CreateObject();	/* damaged: deliver() drops it */
-	cJSON_AddStringToObject(e, "_key", key);
-	cJSON_AddItemToArray(list, e);
-	return 0;
 }
 
 /* When an entry may go out (deletes wait a moment), 0 for at once. */
@@ -777,14 +803,12 @@ struct round {
  */
 static struct round deliver_round(struct save *sv, bool stopping)
 {
-	cJSON *list = cJSON_CreateArray(), *e, *attempts;
+	cJSON *list = journal_list(sv), *e, *attempts;
 	struct round r = { 0 };
 
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", collect_entry, list);
 	r.left = cJSON_GetArraySize(list);
 	cJSON_ArrayForEach(e, list) {
-		char *key = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(e,
-								"_key")));
+		char *key = strdup(str_of(e, "_key"));
 
 		cJSON_DeleteItemFromObject(e, "_key");
 		if (!stopping && not_before(e) > store_now_ms()) {
@@ -911,38 +935,28 @@ void save_free(struct save *sv, int grace_s)
 
 /* Status and .klipy/rejected */
 
-static int add_pending(void *arg, const char *key, const char *val,
-		       size_t len)
-{
-	cJSON *list = arg, *e = cJSON_ParseWithLength(val, len), *item;
-	char file[512];
-
-	(void)key;
-	if (!e)
-		return 0;
-	snprintf(file, sizeof(file), "%s/%s",
-		 cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll")) ?: "?",
-		 cJSON_GetStringValue(cJSON_GetObjectItem(e, "name")) ?: "?");
-	item = cJSON_CreateObject();
-	cJSON_AddStringToObject(item, "file", file);
-	cJSON_AddItemToObject(item, "method",
-			      cJSON_DetachItemFromObject(e, "method"));
-	cJSON_AddItemToObject(item, "attempts",
-			      cJSON_DetachItemFromObject(e, "attempts"));
-	if (cJSON_GetObjectItem(e, "last_error"))
-		cJSON_AddItemToObject(item, "last_error",
-				      cJSON_DetachItemFromObject(e, "last_error"));
-	cJSON_AddItemToArray(list, item);
-	cJSON_Delete(e);
-	return 0;
-}
-
 cJSON *save_pending_json(struct save *sv)
 {
-	cJSON *list = cJSON_CreateArray();
+	cJSON *list = journal_list(sv), *out = cJSON_CreateArray(), *e;
+	char file[512];
 
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", add_pending, list);
-	return list;
+	cJSON_ArrayForEach(e, list) {
+		cJSON *item = cJSON_CreateObject();
+
+		snprintf(file, sizeof(file), "%s/%s", str_of(e, "coll") ?: "?",
+			 str_of(e, "name") ?: "?");
+		cJSON_AddStringToObject(item, "file", file);
+		cJSON_AddStringToObject(item, "method",
+					str_of(e, "method") ?: "?");
+		cJSON_AddItemToObject(item, "attempts", cJSON_Duplicate(
+			cJSON_GetObjectItem(e, "attempts"), true));
+		if (str_of(e, "last_error"))
+			cJSON_AddStringToObject(item, "last_error",
+						str_of(e, "last_error"));
+		cJSON_AddItemToArray(out, item);
+	}
+	cJSON_Delete(list);
+	return out;
 }
 
 static int add_rejected(void *arg, const char *key, const char *val,
@@ -953,7 +967,7 @@ static int add_rejected(void *arg, const char *key, const char *val,
 	item = cJSON_CreateObject();
 	cJSON_AddStringToObject(item, "file", key);
 	cJSON_AddStringToObject(item, "reason",
-		cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason")) ?: "");
+		str_of(e, "reason") ?: "");
 	cJSON_AddItemToArray(list, item);
 	cJSON_Delete(e);
 	return 0;
@@ -1018,7 +1032,7 @@ int save_rejected_text(struct save *sv, enum coll c, const char *name,
 		return err;
 	e = cJSON_ParseWithLength(val, vlen);
 	free(val);
-	t = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
+	t = str_of(e, "text");
 	*text = strdup(t ? t : "");
 	*len = strlen(*text);
 	cJSON_Delete(e);
@@ -1033,36 +1047,21 @@ int save_rejected_remove(struct save *sv, enum coll c, const char *name)
 	return cache_blob_del(sv->cache, CACHE_REJECTED, key);
 }
 
-struct creates_walk {
-	void (*fn)(void *arg, enum coll c, const char *name, const char *text);
-	void *arg;
-};
-
-static int queued_create(void *arg, const char *key, const char *val,
-			 size_t len)
-{
-	struct creates_walk *w = arg;
-	cJSON *e = cJSON_ParseWithLength(val, len);
-	const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(e, "method"));
-	const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(e, "coll"));
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
-	const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(e, "text"));
-	int coll = c ? coll_lookup(c, strlen(c)) : -1;
-
-	(void)key;
-	if (m && (!strcmp(m, "POST") || !strcmp(m, "PUT")) && coll >= 0 &&
-	    name && text)
-		w->fn(w->arg, coll, name, text);
-	cJSON_Delete(e);
-	return 0;
-}
-
 void save_queued_creates(struct save *sv,
 			 void (*fn)(void *arg, enum coll c, const char *name,
 				    const char *text),
 			 void *arg)
 {
-	struct creates_walk w = { fn, arg };
+	struct queued q = { .method = is_create };
+	cJSON *list = journal_list(sv), *e;
 
-	cache_blob_foreach(sv->cache, CACHE_JOURNAL, "", queued_create, &w);
+	cJSON_ArrayForEach(e, list) {
+		const char *c = str_of(e, "coll");
+		int coll = c ? coll_lookup(c, strlen(c)) : -1;
+
+		if (queued_matches(&q, e) && coll >= 0 && str_of(e, "name") &&
+		    str_of(e, "text"))
+			fn(arg, coll, str_of(e, "name"), str_of(e, "text"));
+	}
+	cJSON_Delete(list);
 }
