@@ -810,13 +810,8 @@ def test_legacy_envelope(make_emulator, mount_fs):
     assert m.status()["organization"]["name"]
 
 
-def test_concurrent_cold_reads_make_one_request(mnt):
-    emu = mnt.emu
-    pid, rec = list(by_id(emu, "people").items())[17]
-    path = mnt.p("people", pid + ".json")
-    emu.config(latency_ms=300)
-    t = Traffic(emu)
-    n = 50
+def read_at_once(path, n):
+    """Read @path from @n threads released together; texts or errors."""
     barrier = threading.Barrier(n)
     results = [None] * n
 
@@ -832,6 +827,16 @@ def test_concurrent_cold_reads_make_one_request(mnt):
         th.start()
     for th in threads:
         th.join(30)
+    return results
+
+
+def test_concurrent_cold_reads_make_one_request(mnt):
+    emu = mnt.emu
+    pid, rec = list(by_id(emu, "people").items())[17]
+    path = mnt.p("people", pid + ".json")
+    emu.config(latency_ms=300)
+    t = Traffic(emu)
+    results = read_at_once(path, 50)
     emu.config(latency_ms=0)
     assert all(r == canonical(rec) for r in results), \
         [r for r in results if r != canonical(rec)][:3]
@@ -850,22 +855,7 @@ def test_concurrent_stale_reads_make_one_request(emulator, mount_fs):
     time.sleep(1.5)
     emu.config(latency_ms=300)
     t = Traffic(emu)
-    n = 50
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def worker(k):
-        barrier.wait()
-        try:
-            results[k] = read(path)
-        except OSError as e:
-            results[k] = e
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(30)
+    results = read_at_once(path, 50)
     emu.config(latency_ms=0)
     assert all(r == canonical(rec) for r in results), \
         [r for r in results if r != canonical(rec)][:3]
