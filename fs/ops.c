@@ -918,23 +918,25 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 /* Metadata no-ops: records keep the server's mode and times. */
 
+/*
+ * Apply @fn (may be NULL) to a scratch file at @path; for anything else
+ * succeed without effect if @path exists.
+ */
 static int with_local(const char *path, void (*fn)(struct node *, void *),
 		      void *arg)
 {
 	struct fs *fs = get_fs();
 	struct stat st;
 	struct node *n;
-	int err;
 
 	pthread_mutex_lock(&fs->lock);
 	n = strmap_get(fs->nodes, path);
-	if (n && n->kind == NODE_FILE && n->scratch)
+	if (n && n->kind == NODE_FILE && n->scratch && fn)
 		fn(n, arg);
 	pthread_mutex_unlock(&fs->lock);
 	if (n && n->kind != NODE_HIDDEN)
 		return 0;
-	err = op_getattr(path, &st, NULL);
-	return err;
+	return op_getattr(path, &st, NULL);	/* exists, or why not */
 }
 
 static void set_mode(struct node *n, void *arg)
@@ -948,19 +950,13 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return with_local(path, set_mode, &mode);
 }
 
-static void no_change(struct node *n, void *arg)
-{
-	(void)n;
-	(void)arg;
-}
-
 static int op_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
 	(void)uid;
 	(void)gid;
 	(void)fi;
-	return with_local(path, no_change, NULL);
+	return with_local(path, NULL, NULL);
 }
 
 static void set_mtime(struct node *n, void *arg)
