@@ -221,6 +221,8 @@ static int stat_entry(struct fs *fs, const char *path, const struct fpath *fp,
 	id = resolve_id(fs, path, fp, &n);
 	if (n && n->kind != NODE_HIDDEN)
 		fill_node(fs, st, n);
+	if (n && n->kind == NODE_FILE)
+		note_shown(fs, path, st->st_size);
 	pthread_mutex_unlock(&fs->lock);
 	if (n) {
 		err = n->kind == NODE_HIDDEN ? -ENOENT : 0;
@@ -285,6 +287,8 @@ static int op_getattr(const char *path, struct stat *st,
 		return 0;
 	case P_ENTRY:
 		return stat_entry(fs, path, &fp, st);
+	case P_TOOLONG:
+		return -ENAMETOOLONG;
 	default:
 		return -ENOENT;
 	}
@@ -560,6 +564,8 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	err = open_snapshot(fi, rec.text, rec.len, !size_ok);
 	if (!err)
 		fi->keep_cache = size_ok && same_text;
+	if (!err && !size_ok)
+		forget_attrs(path);	/* let the next stat see this size */
 	return err;
 }
 
@@ -722,6 +728,17 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 	return n;
 }
 
+/*
+ * A write or truncate through @n: the text is now the user's, and the
+ * kernel takes the new size without asking.  Caller holds fs->lock.
+ */
+static void note_changed(struct fs *fs, struct node *n)
+{
+	n->dirty = true;
+	clock_gettime(CLOCK_REALTIME, &n->mtime);
+	note_shown(fs, n->path, n->len);
+}
+
 static int op_write(const char *path, const char *buf, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -734,10 +751,8 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 		return -EBADF;
 	pthread_mutex_lock(&fs->lock);
 	err = node_write(h->node, buf, size, off);
-	if (!err) {
-		h->node->dirty = true;
-		clock_gettime(CLOCK_REALTIME, &h->node->mtime);
-	}
+	if (!err)
+		note_changed(fs, h->node);
 	pthread_mutex_unlock(&fs->lock);
 	return err ? err : (int)size;
 }
@@ -903,10 +918,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if (h && h->node) {
 		pthread_mutex_lock(&fs->lock);
 		err = node_truncate(h->node, size);
-		if (!err) {
-			h->node->dirty = true;
-			clock_gettime(CLOCK_REALTIME, &h->node->mtime);
-		}
+		if (!err)
+			note_changed(fs, h->node);
 		pthread_mutex_unlock(&fs->lock);
 		return err;
 	}
@@ -1195,12 +1208,16 @@ static int rename_save(struct fs *fs, struct node *src, const char *from,
 	if (!err && !open) {
 		err = commit(fs, src);
 		pthread_mutex_lock(&fs->lock);
-		if (err && strmap_get(fs->nodes, to) == src) {
-			/* Refused: the source keeps its name and text. */
+		if (err) {
+			/*
+			 * Refused: the source keeps its name and text (commit
+			 * may already have dropped it from the record name).
+			 */
+			if (strmap_get(fs->nodes, to) == src)
+				table_del(fs, to);
 			src->scratch = true;
 			src->dirty = false;
 			table_put(fs, from, src);
-			table_del(fs, to);
 		}
 		pthread_mutex_unlock(&fs->lock);
 	}
@@ -1234,11 +1251,12 @@ static int rename_away(struct fs *fs, const char *from,
 	}
 	copy = node_new(NODE_FILE, to);
 	err = copy ? node_set_text(copy, rec.text, rec.len) : -ENOMEM;
+	if (!err)
+		copy->mtime = ms_to_timespec(rec.mtime);
 	cache_record_release(&rec);
 	if (!err) {
 		copy->scratch = true;
 		copy->mode = record_mode(fp->coll);
-		copy->mtime = ms_to_timespec(rec.mtime);
 		pthread_mutex_lock(&fs->lock);
 		err = table_put(fs, to, copy);
 		if (!err)
@@ -1369,7 +1387,7 @@ static int op_statfs(const char *path, struct statvfs *sv)
 	sv->f_bsize = sv->f_frsize = 4096;
 	sv->f_blocks = sv->f_bfree = sv->f_bavail = 1 << 20;
 	sv->f_files = sv->f_ffree = 1 << 20;
-	sv->f_namemax = 255;
+	sv->f_namemax = PATH_NAME_MAX;
 	return 0;
 }
 

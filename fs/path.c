@@ -86,6 +86,12 @@ void path_parse(const char *path, struct fpath *fp)
 	}
 	if (n < 0)
 		return;
+	for (c = 0; c < n; c++) {
+		if (len[c] > PATH_NAME_MAX) {
+			fp->kind = P_TOOLONG;
+			return;
+		}
+	}
 	if (is(part[0], len[0], PATH_META_DIR)) {
 		parse_meta(part, len, n, fp);
 		return;

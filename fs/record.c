@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,13 +186,62 @@ char *record_format(const cJSON *rec, size_t *len)
 	return sb.data;
 }
 
+/* Bytes in the UTF-8 sequence led by @c and the least code point it may hold. */
+static int utf8_seq(unsigned char c, uint32_t *cp, uint32_t *min)
+{
+	if (c < 0x80) {
+		*cp = c;
+		*min = 0;
+		return 1;
+	}
+	if ((c & 0xe0) == 0xc0) {
+		*cp = c & 0x1f;
+		*min = 0x80;
+		return 2;
+	}
+	if ((c & 0xf0) == 0xe0) {
+		*cp = c & 0x0f;
+		*min = 0x800;
+		return 3;
+	}
+	if ((c & 0xf8) == 0xf0) {
+		*cp = c & 0x07;
+		*min = 0x10000;
+		return 4;
+	}
+	return 0;
+}
+
+bool record_utf8_valid(const char *text, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	const unsigned char *end = p + len;
+
+	while (p < end) {
+		uint32_t cp, min;
+		int i, n = utf8_seq(*p, &cp, &min);
+
+		if (!n || end - p < n)
+			return false;
+		for (i = 1; i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
 int record_parse(const char *text, size_t len, cJSON **out)
 {
 	const char *end = NULL;
 	cJSON *v;
 
 	*out = NULL;
-	if (memchr(text, '\0', len))
+	if (memchr(text, '\0', len) || !record_utf8_valid(text, len))
 		return -EINVAL;
 	v = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!v)

@@ -43,9 +43,26 @@ static void rejected_key(char *key, size_t size, enum coll c,
 	snprintf(key, size, "%s/%s", coll_name(c), name);
 }
 
+/* True when @key already holds exactly @val: that refusal was reported. */
+static bool already_rejected(struct save *sv, const char *key,
+			     const char *val)
+{
+	char *old = NULL;
+	size_t len = 0;
+	bool same;
+
+	if (cache_blob_get(sv->cache, CACHE_REJECTED, key, &old, &len))
+		return false;
+	same = len == strlen(val) && !memcmp(old, val, len);
+	free(old);
+	return same;
+}
+
 /*
  * Keep the user's text under .klipy/rejected/ and say why in one line.
- * Returns @err for the caller to pass on.
+ * The same text refused again for the same reason (the kernel retries a
+ * rename that failed with ESTALE) is not reported twice.  Returns @err
+ * for the caller to pass on.
  */
 static int reject(struct save *sv, enum coll c, const char *name,
 		  const char *text, int err, const char *why)
@@ -59,6 +76,10 @@ static int reject(struct save *sv, enum coll c, const char *name,
 	cJSON_AddItemToObject(o, "text", cJSON_CreateString(text));
 	val = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
+	if (val && already_rejected(sv, key, val)) {
+		free(val);
+		return err;
+	}
 	if (val && !cache_blob_put(sv->cache, CACHE_REJECTED, key, val,
 				   strlen(val)))
 		log_err("cannot save '%s/%s': %s; the text is kept in "
@@ -478,9 +499,10 @@ static int current_version(struct save *sv, const struct save_req *req,
 
 /*
  * Refuse the save when the server changed a field the user changed too,
- * to another value, since the version the user started from.  The
- * server's copy of a save still queued here is the user's own text: no
- * conflict with that.
+ * to another value, since the version the user started from.  Values
+ * this mount wrote itself do not count (an editor saving the same field
+ * twice from one buffer), nor does the server's copy of a save still
+ * queued here: both are the user's own text.
  */
 static int check_conflict(struct save *sv, const struct save_req *req,
 			  const cJSON *base, const cJSON *current,
@@ -494,6 +516,8 @@ static int check_conflict(struct save *sv, const struct save_req *req,
 	if (!base->child || !current || pending)
 		return 0;
 	theirs = record_diff(base, current, true);
+	if (theirs)
+		store_drop_own(sv->store, req->coll, req->id, theirs);
 	field = theirs ? record_patch_conflict(ours, theirs) : NULL;
 	if (field) {
 		snprintf(why, sizeof(why), "CONFLICT field '%s' was changed "
@@ -515,6 +539,9 @@ static int send_patch(struct save *sv, const struct save_req *req,
 	} else {
 		err = api_patch(sv->api, coll_name(req->coll), req->id, patch,
 				&res);
+		if (!err)
+			store_note_written(sv->store, req->coll, req->id,
+					   patch);
 		if (!err && cJSON_IsObject(res.data))
 			err = store_put(sv->store, req->coll, res.data, NULL);
 	}
@@ -550,6 +577,9 @@ static int commit_update(struct save *sv, const struct save_req *req,
 
 	if (req->coll == COLL_INTERACTIONS)
 		return refuse(sv, req, -EPERM, "interactions cannot be changed");
+	if (!record_utf8_valid(req->text, req->len))
+		return refuse(sv, req, -EINVAL, "the text is not valid UTF-8 "
+			      "(nothing was sent)");
 	if (record_parse(req->text, req->len, &edited))
 		return refuse(sv, req, -EINVAL,
 			      "the text is not one JSON object "
@@ -746,6 +776,8 @@ static int deliver(struct save *sv, const char *key, cJSON *e)
 	}
 	if (!strcmp(method, "PATCH") && id) {
 		err = api_patch(sv->api, cname, id, body, &res);
+		if (!err)
+			store_note_written(sv->store, c, id, body);
 		if (!err && cJSON_IsObject(res.data))
 			store_put(sv->store, c, res.data, NULL);
 		ae = res.err;

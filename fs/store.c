@@ -91,6 +91,7 @@ struct versions {
 	char *text[VERSIONS];
 	size_t len[VERSIONS];
 	unsigned next;
+	cJSON *written;		/* fields this mount last wrote, by name */
 };
 
 static void versions_free(void *p)
@@ -102,6 +103,7 @@ static void versions_free(void *p)
 		free(v->updated[i]);
 		free(v->text[i]);
 	}
+	cJSON_Delete(v->written);
 	free(v);
 }
 
@@ -243,6 +245,27 @@ static int encode_record(const cJSON *record, int64_t now,
 	return 0;
 }
 
+/*
+ * Known companies: ids seen in records, with an empty value, or "gone"
+ * once the server said the company does not exist (a person may still
+ * name a deleted company; it must not come back in companies/).
+ */
+#define COMPANY_GONE "gone"
+
+static void know_company(struct store *s, const char *id)
+{
+	char *val;
+	size_t len;
+
+	if (!store_plausible_id(id))
+		return;
+	if (!cache_blob_get(s->cache, CACHE_COMPANIES, id, &val, &len)) {
+		free(val);	/* known, or known to be gone */
+		return;
+	}
+	cache_blob_put(s->cache, CACHE_COMPANIES, id, "", 0);
+}
+
 static void learn_companies(struct store *s, enum coll c, const cJSON *record)
 {
 	const cJSON *v;
@@ -250,22 +273,20 @@ static void learn_companies(struct store *s, enum coll c, const cJSON *record)
 	if (c == COLL_COMPANIES) {
 		const char *id = record_id(record);
 
-		if (id)
+		if (id)	/* it exists, whatever was known before */
 			cache_blob_put(s->cache, CACHE_COMPANIES, id, "", 0);
 		return;
 	}
 	if (c == COLL_PEOPLE) {
 		v = cJSON_GetObjectItemCaseSensitive(record, "companyId");
-		if (cJSON_IsString(v) && store_plausible_id(v->valuestring))
-			cache_blob_put(s->cache, CACHE_COMPANIES,
-				       v->valuestring, "", 0);
+		if (cJSON_IsString(v))
+			know_company(s, v->valuestring);
 		return;
 	}
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(record,
 							       "companies")) {
-		if (cJSON_IsString(v) && store_plausible_id(v->valuestring))
-			cache_blob_put(s->cache, CACHE_COMPANIES,
-				       v->valuestring, "", 0);
+		if (cJSON_IsString(v))
+			know_company(s, v->valuestring);
 	}
 }
 
@@ -689,6 +710,9 @@ void store_forget(struct store *s, enum coll c, const char *id)
 {
 	cache_record_del(s->cache, coll_name(c), id);
 	listing_update(s, c, id, false);
+	if (c == COLL_COMPANIES)
+		cache_blob_put(s->cache, CACHE_COMPANIES, id, COMPANY_GONE,
+			       strlen(COMPANY_GONE));
 }
 
 /* Companies */
@@ -703,7 +727,8 @@ static int collect_id(void *arg, const char *key, const char *val, size_t len)
 	struct id_list *l = arg;
 
 	(void)val;
-	(void)len;
+	if (len)	/* COMPANY_GONE */
+		return 0;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
 		char **p = realloc(l->ids, cap * sizeof(*p));
@@ -817,4 +842,51 @@ char *store_version(struct store *s, enum coll c, const char *id,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return text;
+}
+
+void store_note_written(struct store *s, enum coll c, const char *id,
+			const cJSON *patch)
+{
+	struct versions *v;
+	const cJSON *f;
+	char key[300];
+
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = versions_of(s, key);
+	if (v && !v->written)
+		v->written = cJSON_CreateObject();
+	cJSON_ArrayForEach(f, patch) {
+		cJSON *copy;
+
+		if (!v || !v->written)
+			break;
+		copy = cJSON_Duplicate(f, true);
+		if (!copy)
+			break;
+		cJSON_DeleteItemFromObjectCaseSensitive(v->written, f->string);
+		cJSON_AddItemToObject(v->written, f->string, copy);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_drop_own(struct store *s, enum coll c, const char *id,
+		    cJSON *changes)
+{
+	struct versions *v;
+	cJSON *f, *next;
+	char key[300];
+
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = strmap_get(s->versions, key);
+	for (f = changes->child; v && v->written && f; f = next) {
+		const cJSON *mine;
+
+		next = f->next;
+		mine = cJSON_GetObjectItemCaseSensitive(v->written, f->string);
+		if (mine && cJSON_Compare(mine, f, true))
+			cJSON_Delete(cJSON_DetachItemViaPointer(changes, f));
+	}
+	pthread_mutex_unlock(&s->lock);
 }

@@ -12,6 +12,7 @@
 #include "store.h"
 
 #define PATH_META_DIR ".klipy"
+#define PATH_NAME_MAX 255	/* bytes in one name, as statfs says */
 
 enum path_kind {
 	P_ROOT,
@@ -22,6 +23,7 @@ enum path_kind {
 	P_REJ,		/* /.klipy/rejected */
 	P_REJ_COLL,	/* /.klipy/rejected/people */
 	P_REJ_FILE,	/* /.klipy/rejected/people/<name> */
+	P_TOOLONG,	/* a component longer than PATH_NAME_MAX */
 	P_NONE,		/* nothing the mount has */
 };
 

@@ -22,9 +22,13 @@ char *record_format(const cJSON *rec, size_t *len);
 
 /*
  * Parse file text.  Returns 0 and the object in *out, or -EINVAL when the
- * text is not exactly one JSON object (whitespace around it is fine).
+ * text is not exactly one JSON object (whitespace around it is fine) in
+ * valid UTF-8.
  */
 int record_parse(const char *text, size_t len, cJSON **out);
+
+/* True when @text is well-formed UTF-8 (no overlongs, no surrogates). */
+bool record_utf8_valid(const char *text, size_t len);
 
 /* The record's "id" when it is a non-empty string, else NULL. */
 const char *record_id(const cJSON *rec);

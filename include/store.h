@@ -86,7 +86,10 @@ int store_put(struct store *s, enum coll c, const cJSON *record,
 int store_put_pending(struct store *s, enum coll c, const char *id,
 		      const char *text, size_t len);
 
-/* Forget a record the server deleted or does not have. */
+/*
+ * Forget a record the server deleted or does not have; a company is also
+ * kept out of companies/ from then on, even while people still name it.
+ */
 void store_forget(struct store *s, enum coll c, const char *id);
 
 /*
@@ -126,6 +129,19 @@ void store_remember(struct store *s, enum coll c, const char *id,
 /* The remembered text of @id whose updatedTime is @updated (malloc'd). */
 char *store_version(struct store *s, enum coll c, const char *id,
 		    const char *updated, size_t *len);
+
+/*
+ * The fields this mount wrote to @id, kept (in memory, merged over its
+ * saves) so that a later save from a buffer older than those writes is
+ * not taken for a conflict with them: the server holding exactly what
+ * this mount wrote is the user's own change, as on a local disk.
+ */
+void store_note_written(struct store *s, enum coll c, const char *id,
+			const cJSON *patch);
+
+/* Remove from @changes every field whose value this mount wrote last. */
+void store_drop_own(struct store *s, enum coll c, const char *id,
+		    cJSON *changes);
 
 /* Counters for .klipy/status. */
 void store_counters(struct store *s, uint64_t *hits, uint64_t *misses);

@@ -62,12 +62,27 @@ static void test_deep_paths_name_nothing(void)
 	CHECK(parse("/.klipy/rejected/people/x/y").kind == P_NONE);
 }
 
+static void test_long_names_are_too_long(void)
+{
+	char path[600] = "/people/";
+	size_t at = strlen(path);
+
+	memset(path + at, 'a', 251);
+	strcpy(path + at + 251, ".json");	/* 256 bytes: one too many */
+	CHECK(parse(path).kind == P_TOOLONG);
+	path[at + 250] = '\0';
+	strcat(path, ".json");			/* 255 bytes */
+	CHECK(parse(path).kind == P_ENTRY);
+	CHECK(parse(path).record);
+}
+
 int main(void)
 {
 	test_directories();
 	test_record_names_and_scratch_names();
 	test_meta_files();
 	test_deep_paths_name_nothing();
+	test_long_names_are_too_long();
 	if (failures)
 		fprintf(stderr, "%d checks failed\n", failures);
 	return failures ? 1 : 0;

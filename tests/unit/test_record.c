@@ -207,6 +207,29 @@ static void test_strmap_put_get_del_grow(void)
 	strmap_free(m, NULL);
 }
 
+static void test_utf8_is_checked(void)
+{
+	static const char *good[] = {
+		"plain", "caf\xc3\xa9", "\xe6\x9d\xb1\xe4\xba\xac",
+		"\xf0\x9f\x98\x80", "",
+	};
+	static const char *bad[] = {
+		"\xff\xfe", "caf\xc3", "\xc0\xaf",	/* overlong '/' */
+		"\xed\xa0\x80",			/* surrogate */
+		"\xf4\x90\x80\x80",		/* past U+10FFFF */
+		"\xe6\x9d",				/* cut short */
+	};
+	cJSON *v = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(*good); i++)
+		CHECK(record_utf8_valid(good[i], strlen(good[i])));
+	for (i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK(!record_utf8_valid(bad[i], strlen(bad[i])));
+	CHECK(record_parse("{\"a\":\"\xff\"}", 8, &v) == -EINVAL);
+	CHECK(v == NULL);
+}
+
 int main(void)
 {
 	test_format_matches_python_indent_2();
@@ -219,6 +242,7 @@ int main(void)
 	test_readonly_changes_are_found();
 	test_conflict_only_on_same_field_with_different_values();
 	test_strmap_put_get_del_grow();
+	test_utf8_is_checked();
 	if (failures)
 		fprintf(stderr, "%d checks failed\n", failures);
 	return failures ? 1 : 0;
