@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #define FUSE_USE_VERSION 314
@@ -39,6 +40,7 @@ struct options {
 	char *base_url;
 	char *api_key_file;
 	char *cache_dir;
+	char *log_file;
 	int cache_ttl;
 	int rate_limit;
 	int flush_timeout;
@@ -53,6 +55,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--api-key-file=%s", api_key_file),
 	OPT("--cache-dir=%s", cache_dir),
 	OPT("--cache-ttl=%d", cache_ttl),
+	OPT("--log-file=%s", log_file),
 	OPT("--rate-limit=%d", rate_limit),
 	OPT("--flush-timeout=%d", flush_timeout),
 	OPT("--offline", offline),
@@ -83,6 +86,8 @@ static void usage(const char *prog)
 	       "ourselves (default 200)\n"
 	       "    --flush-timeout=SECS   at unmount, time to deliver "
 	       "queued saves (default %d)\n"
+	       "    --log-file=PATH        append log lines to PATH (default:\n"
+	       "                           stderr with -f, else syslog)\n"
 	       "    -V, --version          print the version\n\n",
 	       prog, DEFAULT_TTL_S, DEFAULT_GRACE_S);
 }
@@ -356,6 +361,27 @@ static void mount_close(struct mount *m)
 	cache_close(m->cache);
 }
 
+/*
+ * A mount point whose daemon died answers ENOTCONN; mounting on top of it
+ * would hide the problem under a second mount.
+ */
+static bool mountpoint_usable(const char *path)
+{
+	struct statfs st;
+
+	/* statfs, unlike stat, always reaches the daemon of a FUSE mount. */
+	if (!statfs(path, &st))
+		return true;
+	if (errno == ENOTCONN)
+		fprintf(stderr, "klipyfs: '%s' is still mounted by a daemon "
+			"that is gone; run 'fusermount3 -u %s' first\n", path,
+			path);
+	else
+		fprintf(stderr, "klipyfs: cannot use the mount point '%s': "
+			"%s\n", path, strerror(errno));
+	return false;
+}
+
 static int serve(struct fuse_args *args, struct mount *m,
 		 const struct org *org)
 {
@@ -364,11 +390,15 @@ static int serve(struct fuse_args *args, struct mount *m,
 	struct fuse *fuse;
 	int err = 1;
 
-	if (fuse_parse_cmdline(args, &opts) || !opts.mountpoint) {
+	if (fuse_parse_cmdline(args, &opts))
+		return 1;	/* libfuse said why */
+	if (!opts.mountpoint) {
 		fprintf(stderr, "klipyfs: no mountpoint given (see --help)\n");
 		return 1;
 	}
 	log_set_debug(opts.debug);
+	if (!mountpoint_usable(opts.mountpoint))
+		goto out;
 	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations),
 			&m->fs);
 	if (!fuse)
@@ -378,6 +408,7 @@ static int serve(struct fuse_args *args, struct mount *m,
 	if (fuse_daemonize(opts.foreground) ||
 	    fuse_set_signal_handlers(fuse_get_session(fuse)))
 		goto out_unmount;
+	log_start(opts.foreground);
 	if (mount_open(m, org))
 		goto out_signals;
 
@@ -425,7 +456,7 @@ int main(int argc, char *argv[])
 	struct org org = { 0 };
 	struct mount m = { 0 };
 	char *key = NULL;
-	int ret = 1;
+	int ret = 1, err;
 
 	if (fuse_opt_parse(&args, &o, option_spec, NULL))
 		return 1;
@@ -448,6 +479,11 @@ int main(int argc, char *argv[])
 		o.base_url = strdup(getenv("KLIPY_BASE_URL") ?: DEFAULT_BASE_URL);
 	while (strlen(o.base_url) > 1 && o.base_url[strlen(o.base_url) - 1] == '/')
 		o.base_url[strlen(o.base_url) - 1] = '\0';
+	if (o.log_file && (err = log_open_file(o.log_file))) {
+		fprintf(stderr, "klipyfs: cannot open the log file '%s': %s\n",
+			o.log_file, strerror(-err));
+		goto out;
+	}
 	if (!base_url_ok(o.base_url)) {
 		fprintf(stderr, "klipyfs: the base URL must start with "
 			"https:// ('%s')\n", o.base_url);
@@ -496,6 +532,7 @@ out:
 	free(o.base_url);
 	free(o.api_key_file);
 	free(o.cache_dir);
+	free(o.log_file);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -22,6 +22,16 @@ bool log_debug_enabled(void);
  */
 void log_set_quiet(bool on);
 
+/*
+ * Where lines go.  log_open_file opens @path (appended to, mode 0600)
+ * while the daemon still has its working directory; log_start, once the
+ * daemon runs in the background or foreground for good, sends lines
+ * there, else to syslog when in the background (its stderr is gone), else
+ * leaves them on stderr.
+ */
+int log_open_file(const char *path);
+void log_start(bool foreground);
+
 void log_msg(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
