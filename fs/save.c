@@ -849,7 +849,9 @@ static struct round deliver_round(struct save *sv, bool stopping)
 			break;
 		}
 		if (deliver(sv, key, e)) {
-			attempts = cJSON_GetObjectItem(e, "attempts");
+			/* Offline, nothing went out: not an attempt. */
+			attempts = api_offline(sv->api) ? NULL :
+				   cJSON_GetObjectItem(e, "attempts");
 			if (attempts)
 				cJSON_SetNumberValue(attempts,
 						     attempts->valuedouble + 1);
