@@ -549,32 +549,80 @@ def test_api_failing_after_mount_serves_cache(emulator, mount_fs):
 
 
 def test_api_hung_after_mount_serves_cache(emulator, mount_fs):
-    """The server stops answering (SIGSTOP: connections open, no reply)."""
+    """The server stops answering (SIGSTOP: connections open, no reply).
+    The README's Known issues promise: the first uncached read costs up to
+    5 s plus one 1.5 s retry (after a backoff of at most 0.3 s), later
+    ones 1.5 s each, and stale copies answer at once for 5 s after a
+    failure.  The bounds below add a second of slack to each."""
     emu = emulator
     m = mount_fs(emu, ttl=1)
     people = by_id(emu, "people")
-    pid = next(iter(people))
-    iid = next(iter(by_id(emu, "interactions")))
+    pids = list(people)[:10]
+    iids = list(by_id(emu, "interactions"))[:2]
     os.listdir(m.p("people"))
-    assert read(m.p("people", pid + ".json")) == canonical(people[pid])
+    assert read(m.p("people", pids[0] + ".json")) == \
+        canonical(people[pids[0]])
     time.sleep(1.5)
     emu.proc.send_signal(signal.SIGSTOP)
     try:
+        first = timed_errno(
+            lambda: read(m.p("interactions", iids[0] + ".json")))
+        second = timed_errno(
+            lambda: read(m.p("interactions", iids[1] + ".json")))
         t0 = time.monotonic()
-        e, secs = timed_errno(
-            lambda: read(m.p("interactions", iid + ".json")))
-        t1 = time.monotonic()
-        ok = read(m.p("people", pid + ".json")) == canonical(people[pid])
-        stale_secs = time.monotonic() - t1
+        stale = [read(m.p("people", p + ".json")) for p in pids]
+        stale_secs = time.monotonic() - t0
     finally:
         emu.proc.send_signal(signal.SIGCONT)
-    print("uncached %s after %.2f s; stale read %.2f s"
-          % (e, secs, stale_secs))
-    assert e == errno.EIO
-    assert secs < 15, "uncached read failed only after %.1f s" % secs
-    assert ok
-    assert stale_secs < 15, "stale read took %.1f s" % stale_secs
-    assert t1 - t0 < 15
+    print("uncached %s after %.2f s, then %s after %.2f s; 10 stale reads "
+          "%.2f s" % (first + second + (stale_secs,)))
+    assert first[0] == errno.EIO and second[0] == errno.EIO
+    assert first[1] < 5 + 0.3 + 1.5 + 1, \
+        "first uncached read failed only after %.1f s" % first[1]
+    assert second[1] < 1.5 + 1, \
+        "second uncached read failed only after %.1f s" % second[1]
+    assert stale == [canonical(people[p]) for p in pids]
+    assert stale_secs < 1, "10 stale reads took %.1f s" % stale_secs
+
+
+def test_cached_reads_do_not_wait_for_a_hung_server(emulator, mount_fs):
+    """While an uncached read hangs on a server that does not answer, and
+    after it failed, fresh cached files (listed, never opened) read at
+    once: nothing waits for the hung request."""
+    emu = emulator
+    m = mount_fs(emu)
+    people = by_id(emu, "people")
+    pids = list(people)[:20]
+    iid = next(iter(by_id(emu, "interactions")))
+    os.listdir(m.p("people"))
+    hung = {}
+
+    def uncached():
+        hung["result"] = timed_errno(
+            lambda: read(m.p("interactions", iid + ".json")))
+
+    emu.proc.send_signal(signal.SIGSTOP)
+    try:
+        th = threading.Thread(target=uncached)
+        th.start()
+        time.sleep(0.5)
+        assert th.is_alive(), "the uncached read did not wait: %s" % hung
+        t0 = time.monotonic()
+        during = [read(m.p("people", p + ".json")) for p in pids[:10]]
+        during_secs = time.monotonic() - t0
+        th.join(15)
+        t0 = time.monotonic()
+        after = [read(m.p("people", p + ".json")) for p in pids[10:]]
+        after_secs = time.monotonic() - t0
+    finally:
+        emu.proc.send_signal(signal.SIGCONT)
+    print("10 cached reads during the hang %.2f s, after it %.2f s; the "
+          "uncached read: %s" % (during_secs, after_secs, hung))
+    assert during == [canonical(people[p]) for p in pids[:10]]
+    assert after == [canonical(people[p]) for p in pids[10:]]
+    assert hung["result"][0] == errno.EIO
+    assert during_secs < 2, "10 cached reads took %.1f s" % during_secs
+    assert after_secs < 2, "10 cached reads took %.1f s" % after_secs
 
 
 def test_api_gone_after_mount_serves_cache(emulator, mount_fs):
