@@ -562,51 +562,6 @@ static int cursor_first(MDB_cursor *cur, const char *prefix, size_t plen,
 	return mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
 }
 
-int cache_blob_del_prefix(struct cache *c, enum cache_table t,
-			  const char *prefix)
-{
-	size_t plen = strlen(prefix);
-	MDB_cursor *cur;
-	MDB_txn *txn;
-	MDB_val k, v;
-	int rc;
-
-	if (!table_valid(t))
-		return -EINVAL;
-	if (plen > KEY_MAX)
-		return 0;	/* no key can be that long */
-
-	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-	if (rc)
-		return cache_fail("begin a delete of", prefix, rc);
-	rc = mdb_cursor_open(txn, c->tables[t], &cur);
-	if (rc)
-		goto fail;
-
-	/* After mdb_cursor_del the cursor already sits on the next key,
-	 * and MDB_NEXT knows not to step over it. */
-	for (rc = cursor_first(cur, prefix, plen, &k, &v); rc == MDB_SUCCESS;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!key_has_prefix(&k, prefix, plen))
-			break;
-		if (key_reserved(&k))
-			continue;
-		rc = mdb_cursor_del(cur, 0);
-		if (rc)
-			break;
-	}
-	mdb_cursor_close(cur);
-	if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-		goto fail;
-
-	rc = wtxn_commit(c, txn, table_durable(t));
-	return rc ? cache_fail("commit", prefix, rc) : 0;
-
-fail:
-	mdb_txn_abort(txn);
-	return cache_fail("delete", prefix, rc);
-}
-
 int cache_blob_foreach(struct cache *c, enum cache_table t,
 		       const char *prefix, cache_blob_fn fn, void *arg)
 {

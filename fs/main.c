@@ -87,8 +87,7 @@ static void usage(const char *prog)
 	       "    --flush-timeout=SECS   at unmount, time to deliver "
 	       "queued saves (default %d)\n"
 	       "    --log-file=PATH        append log lines to PATH (default:\n"
-	       "                           stderr with -f, else syslog)\n"
-	       "    -V, --version          print the version\n\n",
+	       "                           stderr with -f, else syslog)\n\n",
 	       prog, DEFAULT_TTL_S, DEFAULT_GRACE_S);
 }
 
@@ -467,6 +466,8 @@ int main(int argc, char *argv[])
 	}
 	if (o.show_help) {
 		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
 		fuse_lib_help(&args);
 		return 0;
 	}

@@ -1694,6 +1694,13 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->auto_cache = 0;
 	conn->want |= conn->capable & FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/*
+	 * Lookups of different names in one directory may run at once (the
+	 * high-level library locks paths itself).  NEEDSWORK: libfuse before
+	 * 3.16 never passes this on to the kernel, so there cold lookups in
+	 * one directory still go one at a time.
+	 */
+	conn->want |= conn->capable & FUSE_CAP_PARALLEL_DIROPS;
 	return fs;
 }
 

@@ -19,6 +19,8 @@ struct store {
 	struct store_config cfg;
 
 	pthread_mutex_t lock;		/* guards missing and versions */
+	/* One first-page fetch per collection at a time: see list_begin. */
+	pthread_mutex_t begin_lock[COLL_COUNT];
 	struct strmap *missing;		/* "coll/id" -> int64_t expiry (ms) */
 	struct strmap *versions;	/* "coll/id" -> struct versions */
 	bool scope_logged[COLL_COUNT];
@@ -111,6 +113,7 @@ int store_new(struct api *api, struct cache *cache,
 	      const struct store_config *cfg, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
+	int i;
 
 	if (!s)
 		return -ENOMEM;
@@ -126,16 +129,22 @@ int store_new(struct api *api, struct cache *cache,
 	s->cache = cache;
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->lock, NULL);
+	for (i = 0; i < COLL_COUNT; i++)
+		pthread_mutex_init(&s->begin_lock[i], NULL);
 	*out = s;
 	return 0;
 }
 
 void store_free(struct store *s)
 {
+	int i;
+
 	if (!s)
 		return;
 	strmap_free(s->missing, free);
 	strmap_free(s->versions, versions_free);
+	for (i = 0; i < COLL_COUNT; i++)
+		pthread_mutex_destroy(&s->begin_lock[i]);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -510,13 +519,12 @@ static int fetch_page(struct store *s, enum coll c, const char *cursor,
 		cJSON_AddStringToObject(page, "next", res.next_cursor);
 	else
 		cJSON_AddNullToObject(page, "next");
+	/*
+	 * Pages of older generations stay: a listing still walking them
+	 * needs them, and newer listings do not take them (see
+	 * store_list_page).
+	 */
 	err = cache_page_records(s, c, res.data, ids);
-	if (!err && index == 0) {
-		char prefix[32];
-
-		snprintf(prefix, sizeof(prefix), "%s/", coll_name(c));
-		cache_blob_del_prefix(s->cache, CACHE_PAGES, prefix);
-	}
 	if (!err)
 		err = save_page(s, c, index, page);
 out:
@@ -525,19 +533,28 @@ out:
 	return err;
 }
 
+/*
+ * Listings that begin together must share one generation: the first page
+ * is fetched by one of them while the others wait, then find it fresh.
+ */
 int store_list_begin(struct store *s, enum coll c, int64_t *gen)
 {
-	cJSON *first = load_page(s, c, 0);
-	int64_t now = store_now_ms();
+	cJSON *first;
+	int64_t now;
 	int err;
 
+	pthread_mutex_lock(&s->begin_lock[c]);
+	first = load_page(s, c, 0);
+	now = store_now_ms();
 	if (first && now - page_gen(first) < s->cfg.ttl_ms) {
+		pthread_mutex_unlock(&s->begin_lock[c]);
 		count(&s->hits);
 		*gen = page_gen(first);
 		cJSON_Delete(first);
 		return 0;
 	}
 	err = fetch_page(s, c, NULL, 0, now);
+	pthread_mutex_unlock(&s->begin_lock[c]);
 	if (!err) {
 		*gen = now;
 	} else if (err == -EAGAIN && first) {
@@ -569,6 +586,12 @@ static int page_to_result(const cJSON *page, struct store_page *out)
 	return 0;
 }
 
+/*
+ * A page of this listing's generation or a newer one serves; otherwise
+ * the page is fetched with the cursor of the page before it, whatever
+ * generation that one is: a listing that began before the first page was
+ * refetched carries on along the newer chain rather than stop short.
+ */
 int store_list_page(struct store *s, enum coll c, int64_t gen,
 		    unsigned index, struct store_page *out)
 {
@@ -576,16 +599,22 @@ int store_list_page(struct store *s, enum coll c, int64_t gen,
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	if (page && (index == 0 || page_gen(page) == gen))
+	if (page && (index == 0 || page_gen(page) >= gen))
 		goto found;
 	if (index == 0)
 		return -EIO;
 
 	prev = load_page(s, c, index - 1);
-	if (!prev || page_gen(prev) != gen || !page_next(prev)) {
-		err = prev ? -ENOENT : -EIO;
+	if (!prev) {
+		err = -EIO;
 		goto out;
 	}
+	if (!page_next(prev)) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (page_gen(prev) > gen)
+		gen = page_gen(prev);
 	err = fetch_page(s, c, page_next(prev), index, gen);
 	if (err == -EAGAIN && page)
 		goto found;	/* an older copy beats nothing */

@@ -80,10 +80,6 @@ int cache_blob_put(struct cache *c, enum cache_table t, const char *key,
 		   const void *val, size_t len);
 int cache_blob_del(struct cache *c, enum cache_table t, const char *key);
 
-/* Delete every key starting with @prefix ("" for all). */
-int cache_blob_del_prefix(struct cache *c, enum cache_table t,
-			  const char *prefix);
-
 /*
  * Call @fn for every key starting with @prefix, in key order, inside one
  * read transaction (so @fn must not write to the cache).  A non-zero return

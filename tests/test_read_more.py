@@ -94,9 +94,6 @@ def test_help_lists_the_options_and_mounts_nothing(tmp_path):
     assert not os.path.exists(tmp_path / ".cache")
 
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: --help prints libfuse's "
-                   "-o options but not -f, -d and -s (fuse_cmdline_help is "
-                   "never called)")
 def test_help_lists_the_fuse_command_line_options(tmp_path):
     r = klipyfs("--help", home=tmp_path)
     assert r.returncode == 0
@@ -399,11 +396,6 @@ def test_unforeseen_429_waits_for_retry_after(make_emulator, mount_fs,
 
 # ---------------------------------------------- merging, parallelism, reuse
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: concurrent cold ls "
-                   "of one directory end after the first page (100 names, "
-                   "exit 0): each opendir takes its own listing generation, "
-                   "the merged first page is saved under the last one, and "
-                   "store_list_page answers -ENOENT to the others")
 def test_concurrent_cold_ls_make_the_requests_of_one(mnt):
     """Several `ls` of a cold directory at once: each page is fetched once
     (the first page by one merged request, later ones from the cache or

@@ -283,42 +283,6 @@ static void test_blob_foreach_order_and_early_stop(void)
 	cache_close(c);
 }
 
-static void test_blob_del_prefix(void)
-{
-	struct cache *c = open_store(store_dir("prefix"));
-	struct walk w = { .stop_after = -1 };
-	char key[64], *got;
-	int i, n = 5000;
-
-	/* Enough keys to span many pages, with neighbours on both sides. */
-	CHECK(cache_blob_put(c, CACHE_PAGES, "people", "x", 1) == 0);
-	for (i = 0; i < n; i++) {
-		snprintf(key, sizeof(key), "people/%05d", i);
-		CHECK(cache_blob_put(c, CACHE_PAGES, key, key, strlen(key)) ==
-		      0);
-	}
-	CHECK(cache_blob_put(c, CACHE_PAGES, "people0", "y", 1) == 0);
-	CHECK(cache_blob_put(c, CACHE_PAGES, "interactions/1", "z", 1) == 0);
-
-	CHECK(cache_blob_del_prefix(c, CACHE_PAGES, "people/") == 0);
-	CHECK(cache_blob_foreach(c, CACHE_PAGES, "", walk_fn, &w) == 0);
-	CHECK(strcmp(w.keys, "interactions/1=z people=x people0=y ") == 0);
-
-	CHECK(cache_blob_del_prefix(c, CACHE_PAGES, "nothing/") == 0);
-	CHECK(cache_blob_del_prefix(c, CACHE_PAGES, "") == 0);
-	CHECK(cache_blob_get(c, CACHE_PAGES, "people", &got, NULL) == -ENOENT);
-
-	/* Clearing META keeps the format marker: the reopen stays warm. */
-	CHECK(cache_blob_put(c, CACHE_META, "org", "Acme", 4) == 0);
-	CHECK(cache_blob_del_prefix(c, CACHE_META, "") == 0);
-	CHECK(cache_blob_put(c, CACHE_META, "kept", "1", 1) == 0);
-	cache_close(c);
-	c = open_store(store_dir("prefix"));
-	CHECK(cache_blob_get(c, CACHE_META, "kept", &got, NULL) == 0);
-	free(got);
-	cache_close(c);
-}
-
 static void test_reopen_keeps_everything(void)
 {
 	struct cache_record in = make_rec("persisted", 99, CACHE_REC_PENDING);
@@ -530,7 +494,6 @@ int main(void)
 	test_records_put_skips_pending();
 	test_blobs_in_every_table();
 	test_blob_foreach_order_and_early_stop();
-	test_blob_del_prefix();
 	test_reopen_keeps_everything();
 	test_store_permissions();
 	test_incompatible_format_starts_fresh();
