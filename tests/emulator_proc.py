@@ -134,14 +134,16 @@ class Emulator:
         self.stop()
 
 
-def start_emulator(*args, timeout=10):
+def start_emulator(*args, timeout=10, stderr=None):
     """Start klipy-emulator with args (--port 0 unless a port is given) and
-    wait for its 'listening on' line."""
+    wait for its 'listening on' line. stderr goes to the file object given
+    (the -v request lines are there), else to the test's own stderr."""
     argv = [str(a) for a in args]
     if "--port" not in argv:
         argv = ["--port", "0"] + argv
     proc = subprocess.Popen([emulator_binary()] + argv,
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            stderr=stderr)
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):

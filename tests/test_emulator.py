@@ -1,11 +1,15 @@
 """Tests of klipy-emulator against the contract in klipy-api.md."""
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
+
+from http.client import HTTPConnection
 
 import pytest
 
@@ -116,6 +120,113 @@ def test_exits_zero_on_signal(sig):
     assert e.root.startswith("http://127.0.0.1:")
     assert e.call("GET", "/authenticate").status == 200
     assert e.stop(sig) == 0
+
+
+def test_exits_cleanly_while_answers_are_held(fresh):
+    """Connections held back by --latency-ms are let go at exit."""
+    e = fresh("--latency-ms", "20000")
+    got = []
+
+    def one():
+        try:
+            got.append(e.call("GET", "/authenticate").status)
+        except OSError as err:
+            got.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert e.stop() == 0
+    assert time.monotonic() - t0 < 5
+    for t in threads:
+        t.join(5)
+    assert len(got) == 3
+
+
+def listening_on(port):
+    """Addresses of the TCP sockets listening on port: "127.0.0.1" for
+    IPv4, the raw /proc hex for IPv6."""
+    found = []
+    for name in ["/proc/net/tcp", "/proc/net/tcp6"]:
+        with open(name) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                addr, hport = fields[1].split(":")
+                if fields[3] != "0A" or int(hport, 16) != port:
+                    continue
+                if len(addr) == 8:
+                    addr = socket.inet_ntoa(bytes.fromhex(addr)[::-1])
+                found.append(addr)
+    return found
+
+
+def connects(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=5).close()
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
+def test_binds_to_127_0_0_1_only(fresh):
+    """Only 127.0.0.1 listens: another loopback address of the same
+    machine (127.0.0.2, which a wildcard bind would take) is refused."""
+    e = fresh()
+    port = int(e.root.rsplit(":", 1)[1])
+    assert listening_on(port) == ["127.0.0.1"]
+    assert connects("127.0.0.1", port)
+    assert not connects("127.0.0.2", port)
+    # and the check tells addresses apart: --bind moves the socket
+    e2 = fresh("--bind", "127.0.0.2")
+    port2 = int(e2.root.rsplit(":", 1)[1])
+    assert e2.root == "http://127.0.0.2:%d" % port2
+    assert listening_on(port2) == ["127.0.0.2"]
+    assert connects("127.0.0.2", port2)
+    assert not connects("127.0.0.1", port2)
+
+
+def test_verbose_logs_one_line_per_request(tmp_path):
+    errs = tmp_path / "stderr"
+    with open(errs, "wb") as f:
+        e = start_emulator("-v", "--people", "5", "--latency-ms", "30",
+                           stderr=f)
+    with e:
+        pid = e.records("people")[0]["id"]
+        e.call("GET", "/authenticate")
+        e.call("GET", "/people/" + pid)
+        e.call("POST", "/people/query", {"limit": 1})
+        e.call("GET", "/people/zzzzzzzz")
+        e.call("PATCH", "/people/" + pid, {"id": "x"})
+        e.call("GET", "/authenticate", key=None)
+        e.stats()
+        e.config()
+        assert e.stop() == 0
+    lines = errs.read_text().splitlines()
+    got = [re.fullmatch(r"(\S+) (\S+) (\d{3}) (\d+)ms", x) for x in lines]
+    assert all(got), lines
+    assert [(m[1], m[2], int(m[3])) for m in got] == [
+        ("GET", "/api/v1/authenticate", 200),
+        ("GET", "/api/v1/people/" + pid, 200),
+        ("POST", "/api/v1/people/query", 200),
+        ("GET", "/api/v1/people/zzzzzzzz", 404),
+        ("PATCH", "/api/v1/people/" + pid, 400),
+        ("GET", "/api/v1/authenticate", 401),
+    ]
+    # written when the answer goes out, after the latency
+    assert all(int(m[4]) >= 30 for m in got), lines
+
+
+def test_quiet_without_verbose(tmp_path):
+    errs = tmp_path / "stderr"
+    with open(errs, "wb") as f:
+        e = start_emulator("--people", "5", stderr=f)
+    with e:
+        e.call("GET", "/authenticate")
+        e.call("GET", "/nowhere")
+        assert e.stop() == 0
+    assert errs.read_text() == ""
 
 
 def test_authenticate_answers_org_in_envelope(emu):
@@ -622,10 +733,6 @@ def test_bad_data_file_fails_to_start(tmp_path):
 KEYS = [
     {"key": "klipy_api_all", "scopes": ["ALL"], "org": "org_a",
      "orgName": "Org Ä"},
-    {"key": "klipy_api_reader", "scopes": ["people:read"], "org": "org_a"},
-    {"key": "klipy_api_cw", "scopes": ["companies:read", "companies:write",
-                                       "interactions:write"],
-     "org": "org_a"},
     {"key": "klipy_api_old", "scopes": ["ALL"], "org": "org_a",
      "expired": True},
     {"key": "klipy_api_gone", "scopes": ["ALL"], "org": "org_a",
@@ -644,30 +751,82 @@ def keyed(tmp_path_factory):
     e.stop()
 
 
-def test_scopes_are_enforced(keyed):
-    pid = keyed.records("people")[0]["id"]
-    cid = keyed.records("companies")[0]["id"]
-    rd = "klipy_api_reader"
-    assert keyed.call("GET", "/authenticate", key=rd).status == 200
-    assert keyed.call("GET", "/people/" + pid, key=rd).status == 200
-    assert keyed.call("POST", "/people/query", {}, key=rd).status == 200
-    cases = [
-        ("POST", "/people", {"email": "s@x.example"}, rd, "people:write"),
-        ("DELETE", "/people/" + pid, None, rd, "people:write"),
-        ("GET", "/companies/" + cid, None, rd, "companies:read"),
-        ("POST", "/interactions/query", {}, rd, "interactions:read"),
-        ("POST", "/interactions", {}, rd, "interactions:write"),
-        ("DELETE", "/companies/" + cid, None, "klipy_api_cw",
-         "companies:remove"),
-        ("PATCH", "/people/" + pid, {}, "klipy_api_cw", "people:write"),
+SCOPES = ["people:read", "people:write", "companies:read", "companies:write",
+          "companies:remove", "interactions:read", "interactions:write"]
+
+
+def scope_key(kind, scope):
+    return "klipy_api_%s_%s" % (kind, scope.replace(":", "_"))
+
+
+@pytest.fixture(scope="module")
+def scoped(tmp_path_factory):
+    """Keys in one organization: for each scope one with only it (only_*)
+    and one with all the others (but_*), and one with no scope at all."""
+    keys = [{"key": "klipy_api_none", "scopes": [], "org": "org_s"}]
+    for s in SCOPES:
+        keys.append({"key": scope_key("only", s), "scopes": [s],
+                     "org": "org_s"})
+        keys.append({"key": scope_key("but", s), "org": "org_s",
+                     "scopes": [x for x in SCOPES if x != s]})
+    path = tmp_path_factory.mktemp("scoped") / "keys.json"
+    path.write_text(json.dumps(keys))
+    e = start_emulator("--keys", str(path), "--people", "10", "--companies",
+                       "4", "--interactions", "5", "--rate-limit", "0",
+                       "--org-rate-limit", "0")
+    yield e
+    e.stop()
+
+
+def every_endpoint(e):
+    """(method, path, body, scope, status with that scope) of every
+    endpoint but /authenticate, with bodies that succeed."""
+    pids = [p["id"] for p in e.records("people")]
+    cids = [c["id"] for c in e.records("companies")]
+    iid = e.records("interactions")[0]["id"]
+    return [
+        ("GET", "/people/" + pids[0], None, "people:read", 200),
+        ("POST", "/people/query", {"limit": 2}, "people:read", 200),
+        ("POST", "/people", {"email": "scope.new@x.example"},
+         "people:write", 201),
+        ("PUT", "/people", {"email": "scope.put@x.example"},
+         "people:write", 201),
+        ("PATCH", "/people/" + pids[0], {"title": "Scoped"},
+         "people:write", 200),
+        ("DELETE", "/people/" + pids[1], None, "people:write", 200),
+        ("GET", "/companies/" + cids[0], None, "companies:read", 200),
+        ("POST", "/companies", {"name": "Scope Co"}, "companies:write", 201),
+        ("PATCH", "/companies/" + cids[0], {"size": "1-10"},
+         "companies:write", 200),
+        ("DELETE", "/companies/" + cids[1], None, "companies:remove", 200),
+        ("GET", "/interactions/" + iid, None, "interactions:read", 200),
+        ("POST", "/interactions/query", {"limit": 2}, "interactions:read",
+         200),
+        ("POST", "/interactions", {"type": "MEMO", "direction": "INTERNAL",
+                                   "title": "Scoped",
+                                   "mainContact": pids[0]},
+         "interactions:write", 201),
     ]
-    for method, path, body, key, scope in cases:
-        r = keyed.call(method, path, body, key=key)
-        assert_error(r, 403, "INSUFFICIENT_SCOPE")
-        assert r.json["error"]["details"]["required_scope"] == scope
-    assert keyed.call("PATCH", "/companies/" + cid, {"size": "1-10"},
-                      key="klipy_api_cw").status == 200
-    assert keyed.call("GET", "/people/" + pid).status == 401  # demo key gone
+
+
+def test_every_endpoint_needs_its_scope(scoped):
+    scoped.reset()
+    for key in ["klipy_api_none"] + [scope_key(k, s) for s in SCOPES
+                                     for k in ("only", "but")]:
+        r = scoped.call("GET", "/authenticate", key=key)
+        assert r.status == 200, (key, r)
+    for method, path, body, scope, ok in every_endpoint(scoped):
+        for key in ["klipy_api_none", scope_key("but", scope)]:
+            r = scoped.call(method, path, body, key=key)
+            assert_error(r, 403, "INSUFFICIENT_SCOPE")
+            assert r.json["error"]["details"]["required_scope"] == scope, \
+                (method, path, key)
+        r = scoped.call(method, path, body, key=scope_key("only", scope))
+        assert r.status == ok, (method, path, r)
+    # the table above covers every route the emulator has
+    assert len(scoped.stats()["by_route"]) == 14
+    assert "(unmatched)" not in scoped.stats()["by_route"]
+    assert scoped.call("GET", "/authenticate").status == 401  # no demo key
 
 
 def test_expired_and_revoked_keys_are_401(keyed):
@@ -743,12 +902,125 @@ def test_org_limit_and_rejected_requests_do_not_count(fresh, tmp_path):
     assert int(r.headers["Retry-After"]) >= 1
 
 
-def test_rate_limits_off(fresh):
-    e = fresh("--rate-limit", "0", "--org-rate-limit", "0")
-    for _ in range(210):
-        r = e.call("GET", "/authenticate")
-        assert r.status == 200
-    assert "X-RateLimit-Limit" not in r.headers
+RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining",
+                "X-RateLimit-Reset"]
+OFF_LIMIT = 1000000000  # what X-RateLimit-Limit says of a limit that is off
+
+
+def answers_of_every_kind(e):
+    """One /api/v1 answer of each status but 429, in order, with the keys
+    of header_keys()."""
+    pid = e.records("people")[0]["id"]
+    ct = {"Content-Type": "application/json"}
+    out = [e.call("GET", "/authenticate"),
+           e.call("POST", "/people", {"email": "hdr%d@x.example"
+                                      % time.time_ns()}),
+           e.call("GET", "/people/" + pid),
+           e.call("GET", "/people/zzzzzzzz"),
+           e.call("GET", "/nowhere"),
+           e.call("GET", "/people"),
+           e.call("POST", "/people", data=b"{", headers=ct),
+           e.call("POST", "/people", data=b"x" * (1024 * 1024 + 1),
+                  headers=ct),
+           e.call("GET", "/companies/x", key="klipy_api_reader"),
+           e.call("GET", "/authenticate", key=None),
+           e.call("GET", "/authenticate", key="klipy_api_nobody"),
+           e.call("GET", "/authenticate", key="klipy_api_old")]
+    e.config(fail_rate=1.0)
+    out.append(e.call("GET", "/authenticate"))
+    e.config(fail_rate=0)
+    assert [r.status for r in out] == [200, 201, 200, 404, 404, 405, 400,
+                                       413, 403, 401, 401, 401, 503]
+    return out
+
+
+def header_keys(tmp_path):
+    return write_json(tmp_path, "keys.json", [
+        {"key": DEMO_KEY},
+        {"key": "klipy_api_reader", "scopes": ["people:read"]},
+        {"key": "klipy_api_old", "expired": True}])
+
+
+def rate_headers(r):
+    missing = [h for h in RATE_HEADERS if h not in r.headers]
+    assert not missing, (r.status, missing)
+    return [int(r.headers[h]) for h in RATE_HEADERS]
+
+
+def test_rate_headers_on_every_answer(fresh, tmp_path):
+    e = fresh("--keys", header_keys(tmp_path), "--people", "5")
+    e.call("GET", "/authenticate")              # opens the window
+    t0 = time.time()
+    counted = 1
+    for r in answers_of_every_kind(e):
+        limit, remaining, reset = rate_headers(r)
+        assert limit == 200, r
+        assert t0 - 1 < reset <= time.time() + 61, r
+        if r.status == 401:
+            # no valid key: counts nowhere, shows the limit untouched
+            assert remaining == 200, r
+        elif r.status == 403:
+            assert remaining == 199, r      # the reader key's first
+        else:
+            counted += 1
+            assert remaining == 200 - counted, r
+    # the /_emulator hooks are not the API and carry none
+    r = http("GET", e.root + "/_emulator/health")
+    assert not any(h in r.headers for h in RATE_HEADERS)
+
+
+@pytest.mark.parametrize("key_limit,org_limit,shown", [
+    ("0", "0", OFF_LIMIT), ("0", "1000", 1000), ("5", "0", 5)])
+def test_rate_headers_with_a_limit_off(fresh, tmp_path, key_limit,
+                                       org_limit, shown):
+    """An off limit shows as OFF_LIMIT, never as 0, so a client that stops
+    at Limit or Remaining 0 (klipyfs's pacer does) keeps going."""
+    e = fresh("--keys", header_keys(tmp_path), "--people", "5",
+              "--rate-limit", key_limit, "--org-rate-limit", org_limit)
+    if shown == 5:
+        answers = [e.call("GET", "/authenticate", key=None)]
+        answers += [e.call("GET", "/authenticate") for _ in range(6)]
+        assert [r.status for r in answers] == [401] + [200] * 5 + [429]
+        assert [rate_headers(r)[:2] for r in answers] == \
+            [[5, 5], [5, 4], [5, 3], [5, 2], [5, 1], [5, 0], [5, 0]]
+        return
+    answers = [e.call("GET", "/authenticate") for _ in range(210)]
+    assert all(r.status == 200 for r in answers)
+    answers += answers_of_every_kind(e)
+    for r in answers:
+        limit, remaining, reset = rate_headers(r)
+        assert limit == shown, r
+        assert shown - 230 < remaining <= shown, r
+        assert reset > time.time() - 1
+
+
+def test_rate_headers_survive_config_changes(fresh):
+    """A limit lowered below the count so far shows 0 left, not less."""
+    e = fresh()
+    for _ in range(5):
+        e.call("GET", "/authenticate")
+    e.config(rate_limit=3)
+    r = e.call("GET", "/authenticate")
+    assert_error(r, 429, "RATE_LIMITED")
+    assert rate_headers(r)[:2] == [3, 0]
+    e.config(rate_limit=0, org_rate_limit=0)
+    r = e.call("GET", "/authenticate")
+    assert r.status == 200
+    assert rate_headers(r)[:2] == [OFF_LIMIT, OFF_LIMIT - 6]
+
+
+def test_klipyfs_paces_nothing_when_limits_are_off(make_emulator, mount_fs):
+    """The headers of an emulator without limits do not make the klipyfs
+    client wait: it takes them in and reports them in its status."""
+    e = make_emulator("--people", "30", "--companies", "5",
+                      "--interactions", "5", "--rate-limit", "0",
+                      "--org-rate-limit", "0")
+    m = mount_fs(e)
+    assert len(os.listdir(m.p("people"))) == 30
+    api = m.status()["api"]
+    assert api["paced_waits"] == 0 and api["rate_limited"] == 0
+    assert api["rate_limit"]["limit"] == OFF_LIMIT
+    assert api["rate_limit"]["remaining"] > OFF_LIMIT - 1000
 
 
 # --- knobs ----------------------------------------------------------------
@@ -764,13 +1036,13 @@ def test_latency_does_not_serialize(fresh):
         results.append((r.status, time.monotonic() - t))
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=one) for _ in range(10)]
+    threads = [threading.Thread(target=one) for _ in range(40)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     total = time.monotonic() - t0
-    assert [s for s, _ in results] == [200] * 10
+    assert [s for s, _ in results] == [200] * 40
     assert all(d >= 0.39 for _, d in results)
     assert total < 1.5
     t = time.monotonic()
@@ -904,6 +1176,25 @@ def test_request_log_keeps_the_last(fresh):
     assert [x["path"] for x in log] == \
         ["/api/v1/people/id%d" % i for i in range(3, 8)]
     assert e.stats()["total"] == 8
+
+
+def test_request_log_keeps_10000_by_default(fresh):
+    e = fresh("--rate-limit", "0", "--org-rate-limit", "0", "--people", "5")
+    host, port = e.root[len("http://"):].rsplit(":", 1)
+    conn = HTTPConnection(host, int(port), timeout=30)   # one keep-alive
+    n = 10050
+    for i in range(n):
+        conn.request("GET", "/api/v1/people/n%05d" % i,
+                     headers={"X-Klipy-Api-Key": DEMO_KEY})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 404
+    conn.close()
+    log = e.requests()
+    assert len(log) == n
+    assert [x["path"] for x in log] == \
+        ["/api/v1/people/n%05d" % i for i in range(n)]
+    assert e.stats()["total"] == n
 
 
 def test_records_of_unknown_collection_or_org(emu):

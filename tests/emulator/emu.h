@@ -6,7 +6,8 @@
  * gen.c fills an organization with deterministic data; api.c implements the
  * endpoints of klipy-api.md on top of the store; http.c speaks HTTP through
  * libmicrohttpd and adds what is not about records (auth, rate limits,
- * envelope, knobs, introspection); main.c reads the command line.
+ * envelope, knobs, introspection); delay.c holds answers back for the
+ * latency knob; main.c reads the command line.
  */
 #ifndef KLIPYFS_EMU_H
 #define KLIPYFS_EMU_H
@@ -134,6 +135,8 @@ uint64_t rng_below(uint64_t *state, uint64_t n);
 
 /* times */
 int64_t emu_now_ms(void);
+/* Monotonic microseconds, for durations. */
+int64_t emu_mono_us(void);
 void emu_iso(int64_t ms, char buf[32]);
 void emu_iso_seconds(int64_t ms, char buf[32]);
 /* Parse ISO-8601 UTC ("2026-04-01T10:00:01Z", optional fraction); 0 or -1. */
@@ -276,5 +279,21 @@ extern struct emu_config emu_cfg;
 /* Start serving; returns the daemon handle or NULL. *port gets the port. */
 struct MHD_Daemon *http_start(const char *bind_addr, int *port);
 void http_stop(struct MHD_Daemon *d);
+
+/* delay.c */
+struct MHD_Connection;
+
+/* Start the thread that resumes held connections; 0 or -1 (printed). */
+int delay_start(void);
+
+/*
+ * From the access handler: suspend conn and resume it in ms milliseconds,
+ * when libmicrohttpd calls the handler again. False once delay_stop has
+ * begun: then nothing is held and the caller answers at once.
+ */
+bool delay_hold(struct MHD_Connection *conn, long ms);
+
+/* Resume every held connection and end the timer thread. */
+void delay_stop(void);
 
 #endif

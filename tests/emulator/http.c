@@ -4,12 +4,14 @@
  * Every /api/v1 request goes through the same steps: authenticate, count
  * against the rate limits, match the route, maybe fail on purpose, check
  * the scope and the body, run the endpoint under the store lock, wrap the
- * answer in the (current or legacy) envelope, wait the configured latency.
+ * answer in the (current or legacy) envelope, hold it back for the
+ * configured latency, log it and send it.
  * /_emulator/... are the test hooks: no key, no limits, no latency, not
  * logged.
  *
- * One thread per connection, so that a latency sleep holds up only its own
- * connection.
+ * A small pool of threads serves every connection (epoll). The latency
+ * never sleeps in a handler, which would stall the other connections of
+ * its thread: the connection is suspended and delay.c resumes it.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +29,16 @@
 #include "emu.h"
 
 #define API_PREFIX "/api/v1"
+
+/* What X-RateLimit-Limit says for a limit that is off (see README.md). */
+#define RATE_OFF_LIMIT 1000000000L
+
+/*
+ * Pool threads per CPU. One would do for CPU-bound work; the second lets
+ * the other connections of a thread move on while one waits for the store's
+ * write lock. 1, 2 and 4 measured the same (README.md).
+ */
+#define POOL_PER_CPU 2
 
 struct emu_config emu_cfg = {
 	.rate_limit = 200,
@@ -54,13 +66,6 @@ static long stat_route[64];
 static long stat_unmatched;
 static uint64_t req_seq;
 
-struct conn_ctx {
-	char *body;
-	size_t len;
-	size_t cap;
-	bool too_large;
-};
-
 /* Rate-limit answer headers; limit < 0 means none to send. */
 struct rate_info {
 	long limit;
@@ -75,6 +80,18 @@ struct out {
 	struct rate_info rate;
 	char allow[64];
 	char request_id[32];
+};
+
+/* One request: its body, and an /api/v1 answer made but held back. */
+struct conn_ctx {
+	char *body;
+	size_t len;
+	size_t cap;
+	bool too_large;
+	bool held;		/* out is made; send it when resumed */
+	struct out out;
+	int route;
+	int64_t t0;		/* when the request was complete, emu_mono_us */
 };
 
 static struct emu_config config_snapshot(void)
@@ -240,41 +257,74 @@ static void window_roll(struct rate_window *w, int64_t now)
 	}
 }
 
+/*
+ * The limit a window reports in the headers. A limit that is off reports
+ * RATE_OFF_LIMIT, so that a client that stops at "Remaining: 0" never
+ * stops, and one that reads "Limit: 0" as "no requests" is not misled.
+ */
+static long rate_report_limit(long configured)
+{
+	return configured > 0 ? configured : RATE_OFF_LIMIT;
+}
+
+/* Report the window, key or organization, that has fewer requests left. */
+static void rate_report(const struct rate_window *kw,
+			const struct rate_window *ow,
+			const struct emu_config *cfg, struct rate_info *ri)
+{
+	long kl = rate_report_limit(cfg->rate_limit);
+	long ol = rate_report_limit(cfg->org_rate_limit);
+	long krem = kl - kw->count, orem = ol - ow->count;
+
+	if (krem <= orem) {
+		ri->limit = kl;
+		ri->remaining = krem;
+		ri->reset = kw->start + 60;
+	} else {
+		ri->limit = ol;
+		ri->remaining = orem;
+		ri->reset = ow->start + 60;
+	}
+	/* a limit lowered at run time can leave a count above it */
+	if (ri->remaining < 0)
+		ri->remaining = 0;
+}
+
+/*
+ * Headers for an answer that counts against no window (401: no valid key,
+ * so no window of its own): the configured limit, all of it left, and a
+ * window that would start now.
+ */
+static void rate_report_uncounted(const struct emu_config *cfg,
+				  struct rate_info *ri)
+{
+	struct rate_window fresh = { .start = time(NULL), .count = 0 };
+
+	rate_report(&fresh, &fresh, cfg, ri);
+}
+
 /* Count the request; false when it is over a limit (and not counted). */
 static bool rate_take(struct key *k, const struct emu_config *cfg,
 		      struct rate_info *ri)
 {
 	struct rate_window *kw = &k->rw, *ow = &k->org->rw;
-	int64_t now = time(NULL);
-	bool over_key, over_org, ok;
-	long krem, orem;
+	int64_t now = time(NULL), reset;
+	bool over_key, over_org;
 
 	pthread_mutex_lock(&rate_lock);
 	window_roll(kw, now);
 	window_roll(ow, now);
 	over_key = cfg->rate_limit > 0 && kw->count >= cfg->rate_limit;
 	over_org = cfg->org_rate_limit > 0 && ow->count >= cfg->org_rate_limit;
-	ok = !over_key && !over_org;
-	if (ok) {
+	if (!over_key && !over_org) {
+		/* windows count even with the limits off, for the headers */
 		kw->count++;
 		ow->count++;
 	}
-	krem = cfg->rate_limit > 0 ? cfg->rate_limit - kw->count : -1;
-	orem = cfg->org_rate_limit > 0 ? cfg->org_rate_limit - ow->count : -1;
-	ri->limit = -1;
-	if (krem >= 0 && (orem < 0 || krem <= orem)) {
-		ri->limit = cfg->rate_limit;
-		ri->remaining = krem;
-		ri->reset = kw->start + 60;
-	} else if (orem >= 0) {
-		ri->limit = cfg->org_rate_limit;
-		ri->remaining = orem;
-		ri->reset = ow->start + 60;
-	}
-	if (!ok) {
+	rate_report(kw, ow, cfg, ri);
+	if (over_key || over_org) {
 		/* the window that refused decides when to come back */
-		int64_t reset = over_key ? kw->start + 60 : ow->start + 60;
-
+		reset = over_key ? kw->start + 60 : ow->start + 60;
 		if (over_key && over_org && ow->start + 60 > reset)
 			reset = ow->start + 60;
 		ri->reset = reset;
@@ -282,7 +332,7 @@ static bool rate_take(struct key *k, const struct emu_config *cfg,
 		ri->retry_after = reset - now > 0 ? reset - now : 1;
 	}
 	pthread_mutex_unlock(&rate_lock);
-	return ok;
+	return !over_key && !over_org;
 }
 
 static bool should_fail(const struct emu_config *cfg, uint64_t seq)
@@ -399,6 +449,7 @@ static bool precheck(struct api_call *ac, struct key **keyp, char *id,
 	ac->route = api_match(ac->method, path, id, idlen, o->allow,
 			      sizeof(o->allow));
 	if (!k || k->expired || k->revoked) {
+		rate_report_uncounted(&ac->cfg, &o->rate);
 		fail(o, legacy, 401, "INVALID_API_KEY", NULL, "%s",
 		     !k ? "Missing or unknown API key"
 		     : k->expired ? "API key expired" : "API key revoked");
@@ -500,42 +551,48 @@ static enum MHD_Result send_out(struct MHD_Connection *conn, struct out *o)
 	return ret;
 }
 
-static void sleep_ms(long ms)
+/* Log an /api/v1 answer made earlier and send it. */
+static enum MHD_Result api_answer(struct MHD_Connection *conn,
+				  const char *method, const char *url,
+				  struct conn_ctx *ctx)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct out *o = &ctx->out;
 
-	while (nanosleep(&ts, &ts) < 0)
-		;
+	ctx->held = false;
+	log_request(method, url, ctx->route, o->status,
+		    ctx->too_large ? NULL : ctx->body);
+	if (emu_cfg.verbose)
+		fprintf(stderr, "%s %s %d %lldms\n", method, url, o->status,
+			(long long)(emu_mono_us() - ctx->t0) / 1000);
+	return send_out(conn, o);
 }
 
 static enum MHD_Result serve_api(struct MHD_Connection *conn,
 				 const char *method, const char *url,
 				 struct conn_ctx *ctx)
 {
-	struct out o = { 0 };
+	struct out *o = &ctx->out;
 	struct api_call ac = {
 		.conn = conn, .method = method, .url = url, .ctx = ctx,
-		.o = &o, .route = -1,
+		.o = o, .route = -1,
 	};
-	int64_t t0 = emu_now_ms();
 	uint64_t h;
 
+	ctx->t0 = emu_mono_us();
 	ac.cfg = config_snapshot();
 	ac.seq = __atomic_add_fetch(&req_seq, 1, __ATOMIC_RELAXED);
 	h = ac.seq ^ ac.cfg.seed;
-	snprintf(o.request_id, sizeof(o.request_id), "req_%016llx",
+	snprintf(o->request_id, sizeof(o->request_id), "req_%016llx",
 		 (unsigned long long)rng_next(&h));
-	o.rate.limit = -1;
+	o->rate.limit = -1;
 	api_handle(&ac);
-	if (ac.cfg.latency_ms > 0)
-		sleep_ms(ac.cfg.latency_ms);
-	log_request(method, url, ac.route, o.status,
-		    ctx->too_large ? NULL : ctx->body);
-	if (ac.cfg.verbose)
-		fprintf(stderr, "%s %s %d %lldms\n", method, url, o.status,
-			(long long)(emu_now_ms() - t0));
 	cJSON_Delete(ac.body);
-	return send_out(conn, &o);
+	ctx->route = ac.route;
+	if (ac.cfg.latency_ms > 0 && delay_hold(conn, ac.cfg.latency_ms)) {
+		ctx->held = true;
+		return MHD_YES;
+	}
+	return api_answer(conn, method, url, ctx);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
@@ -802,6 +859,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (ctx->held)
+		return api_answer(conn, method, url, ctx);
 	if (strncmp(url, "/_emulator/", 11) == 0)
 		return serve_control(conn, method, url, ctx);
 	if (strcmp(url, API_PREFIX) == 0 ||
@@ -827,15 +886,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	(void)toe;
 	if (ctx) {
 		free(ctx->body);
+		free(ctx->out.text);
 		free(ctx);
 		*con_cls = NULL;
 	}
 }
 
+static unsigned http_pool_size(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return (unsigned)((n > 0 ? n : 1) * POOL_PER_CPU);
+}
+
 struct MHD_Daemon *http_start(const char *bind_addr, int *port)
 {
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	struct sockaddr_storage ss = { 0 };
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -860,17 +927,20 @@ struct MHD_Daemon *http_start(const char *bind_addr, int *port)
 	log_ring = calloc(log_cap, sizeof(*log_ring));
 	if (!log_ring)
 		abort();
+	/* the timer first: a request may come in as soon as we listen */
+	if (delay_start() < 0)
+		return NULL;
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
 			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
 			     MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-			     MHD_OPTION_THREAD_STACK_SIZE,
-			     (size_t)(512 * 1024),
+			     MHD_OPTION_THREAD_POOL_SIZE, http_pool_size(),
 			     MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "klipy-emulator: cannot listen on %s:%d\n",
 			bind_addr, *port);
+		delay_stop();
 		return NULL;
 	}
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -881,6 +951,7 @@ struct MHD_Daemon *http_start(const char *bind_addr, int *port)
 
 void http_stop(struct MHD_Daemon *d)
 {
+	delay_stop();
 	MHD_stop_daemon(d);
 	log_reset();
 	free(log_ring);

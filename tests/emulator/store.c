@@ -150,6 +150,14 @@ int64_t emu_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t emu_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void emu_iso(int64_t ms, char buf[32])
 {
 	time_t t = (time_t)(ms / 1000);
