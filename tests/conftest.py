@@ -11,7 +11,10 @@ Fixtures (all function scope):
                     (see below); every mount still there at teardown is
                     unmounted (fusermount3 -u, then -u -z as a last resort)
                     and every daemon ended, so a failed test never leaves a
-                    mount behind
+                    mount behind; the test then errors at teardown if a
+                    daemon exited non-zero or had to be signalled, unless
+                    the test ended it on purpose (m.kill9(), expect_fail,
+                    or m.exit_unchecked = True)
   mnt               the default emulator mounted with the defaults; the
                     emulator is mnt.emu
 
@@ -22,6 +25,7 @@ counts the requests it served from a point on, without resetting it.
 A Mount (tests/mountutil.py) has .path, .p(*parts) (a path inside), .proc,
 .emu, .log() (daemon stderr so far, -d is on by default), .status() (parsed
 .klipy/status), .umount() (fusermount3 -u, waits, asserts exit 0),
+.kill9() (kill -9 and lazy unmount, exit not judged), .exit_unchecked,
 .mounted(), .cache_dir.
 
 mount_fs keyword arguments:
@@ -174,11 +178,11 @@ def mount_fs(make_emulator, tmp_path, request):
     timer.start()
     yield mount
     timer.cancel()
-    for m in mounts:
-        m.cleanup()
+    bad = [v for v in (m.cleanup() for m in mounts) if v]
     left = [m.path for m in mounts if m.mounted()]
-    assert not left, "mounts left behind: %s" % left
     assert not fired, "the test ran over its %.0f s budget" % budget
+    assert not left, "mounts left behind: %s" % left
+    assert not bad, "unclean daemon exit at teardown:\n" + "\n".join(bad)
 
 
 @pytest.fixture

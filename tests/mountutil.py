@@ -3,7 +3,8 @@
 Nothing here is a pytest fixture; tests/conftest.py wraps these in fixtures.
 Everything uses only the standard library.
 
-    Mount        a running daemon: .path, .proc, .log(), .status(), .umount()
+    Mount        a running daemon: .path, .proc, .log(), .status(), .umount(),
+                 .kill9(), .cleanup() (teardown: unmount, judge the exit)
     start_mount  start the daemon and wait for the mount (or for its failure)
     canonical    the text a record file must hold, byte for byte
     is_mounted   is a path a mount point (read from /proc/self/mountinfo, so
@@ -89,6 +90,12 @@ class Mount:
         self.argv = argv
         self.env = env
         self.returncode = None
+        # A test that ends the daemon itself on purpose (kill -9, an
+        # expected mount failure) sets this: teardown then does not judge
+        # how the daemon exited.
+        self.exit_unchecked = False
+        # Teardown had to signal the daemon because it did not exit.
+        self.forced = None
 
     def __repr__(self):
         return "<Mount %s pid=%s>" % (self.path, self.proc.pid)
@@ -134,8 +141,22 @@ class Mount:
             assert not self.mounted()
         return rc
 
-    def cleanup(self):
-        """Last resort at teardown: never leave a mount or a process behind."""
+    def kill9(self):
+        """kill -9 the daemon and lazily unmount its dead mount; teardown
+        then does not judge its exit status."""
+        self.exit_unchecked = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+        subprocess.run(["fusermount3", "-u", "-z", self.path],
+                       capture_output=True, timeout=10)
+
+    def cleanup(self, timeout=UMOUNT_TIMEOUT):
+        """Teardown: unmount if still mounted and end the daemon, never
+        leaving a mount or a process behind.  Returns None when the daemon
+        ended cleanly (exit 0, on its own) or its end was the test's
+        business (exit_unchecked), else what went wrong with the log tail.
+        """
         if self.mounted():
             subprocess.run(["fusermount3", "-u", self.path],
                            capture_output=True)
@@ -144,12 +165,14 @@ class Mount:
                            capture_output=True)
         if self.proc.poll() is None:
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                self.forced = "SIGTERM"
                 self.proc.send_signal(signal.SIGTERM)
                 try:
                     self.proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
+                    self.forced = "SIGKILL"
                     self.proc.kill()
                     self.proc.wait()
         if self.mounted():
@@ -157,6 +180,23 @@ class Mount:
             # is not connected") still needs a lazy unmount.
             subprocess.run(["fusermount3", "-u", "-z", self.path],
                            capture_output=True)
+        self.returncode = self.proc.returncode
+        return self.verdict()
+
+    def verdict(self):
+        """None when the daemon ended cleanly or the test ended it on
+        purpose, else a description of its end and its log tail."""
+        if self.exit_unchecked:
+            return None
+        if self.forced:
+            what = ("did not exit within %.0f s of the unmount; ended "
+                    "with %s" % (UMOUNT_TIMEOUT, self.forced))
+        elif self.proc.returncode != 0:
+            what = "exited %s" % self.proc.returncode
+        else:
+            return None
+        return "klipyfs at %s %s\n--- log tail ---\n%s" % (
+            self.path, what, self.log()[-3000:])
 
 
 def start_mount(base_url, mnt, cache_dir, log_path, key=DEFAULT_KEY,
@@ -217,6 +257,7 @@ def start_mount(base_url, mnt, cache_dir, log_path, key=DEFAULT_KEY,
     m = Mount(mnt, proc, log_path, cache_dir, argv, env)
     deadline = time.monotonic() + timeout
     if expect_fail:
+        m.exit_unchecked = True
         m.wait(timeout)
         return m
     while not m.mounted():

@@ -14,8 +14,6 @@ import errno
 import json
 import os
 import re
-import signal
-import subprocess
 import tempfile
 import time
 
@@ -739,10 +737,7 @@ def test_pending_save_survives_kill_9_and_remount(emulator, mount_fs,
 	emulator.config(fail_rate=1.0)
 	try:
 		assert write_file(path, new) is None
-		os.kill(m.proc.pid, signal.SIGKILL)
-		m.proc.wait(timeout=10)
-		subprocess.run(['fusermount3', '-u', '-z', m.path],
-			       capture_output=True, timeout=10)
+		m.kill9()
 		assert server(emulator, 'people', rec['id']) == rec
 	finally:
 		emulator.config(fail_rate=0)
