@@ -678,11 +678,18 @@ static int deliver_create(struct save *sv, const char *key, cJSON *queued,
 			sv->event(sv->event_arg, SAVE_CREATED, c, name,
 				  *new_id);
 		/*
-		 * Lost again: the next try must know this one may count (the
-		 * round writes @queued back).
+		 * Lost again: the next try must know this one may count
+		 * (note_failure carries the mark into the journal).
 		 */
 		if (err == -EAGAIN && maybe && !was)
 			cJSON_AddTrueToObject(queued, "maybe_applied");
+		/*
+		 * Done with (made or refused): gone before the lock is let
+		 * go, so a save of the same file cannot rewrite an entry
+		 * that is about to be dropped.
+		 */
+		if (err != -EAGAIN)
+			cache_blob_del(sv->cache, CACHE_JOURNAL, key);
 	}
 	pthread_mutex_unlock(&sv->send_lock);
 	cJSON_Delete(e);
@@ -812,6 +819,42 @@ static int deliver(struct save *sv, const char *key, cJSON *e)
 	return err;
 }
 
+/*
+ * Record a failed try in the entry as the journal holds it now, not in
+ * the round's copy: meanwhile the entry may have been taken back (rm of a
+ * queued create) or rewritten (a new save of the same new file).
+ */
+static void note_failure(struct save *sv, const char *key, const cJSON *sent)
+{
+	bool offline = api_offline(sv->api);
+	cJSON *e = NULL, *attempts;
+	char *val;
+	size_t len;
+
+	pthread_mutex_lock(&sv->send_lock);
+	if (!cache_blob_get(sv->cache, CACHE_JOURNAL, key, &val, &len)) {
+		e = cJSON_ParseWithLength(val, len);
+		free(val);
+	}
+	if (e) {
+		/* Offline, nothing went out: not an attempt. */
+		attempts = offline ? NULL : cJSON_GetObjectItem(e, "attempts");
+		if (attempts)
+			cJSON_SetNumberValue(attempts,
+					     attempts->valuedouble + 1);
+		if (cJSON_IsTrue(cJSON_GetObjectItem(sent, "maybe_applied")) &&
+		    !cJSON_GetObjectItem(e, "maybe_applied"))
+			cJSON_AddTrueToObject(e, "maybe_applied");
+		cJSON_DeleteItemFromObject(e, "last_error");
+		cJSON_AddStringToObject(e, "last_error", offline ?
+			"offline: sent at the next online mount" :
+			"the API is unreachable");
+		journal_put(sv, key, e);
+	}
+	pthread_mutex_unlock(&sv->send_lock);
+	cJSON_Delete(e);
+}
+
 /* When an entry may go out (deletes wait a moment), 0 for at once. */
 static int64_t not_before(const cJSON *e)
 {
@@ -835,7 +878,7 @@ struct round {
  */
 static struct round deliver_round(struct save *sv, bool stopping)
 {
-	cJSON *list = journal_list(sv), *e, *attempts;
+	cJSON *list = journal_list(sv), *e;
 	struct round r = { 0 };
 
 	r.left = cJSON_GetArraySize(list);
@@ -849,18 +892,7 @@ static struct round deliver_round(struct save *sv, bool stopping)
 			break;
 		}
 		if (deliver(sv, key, e)) {
-			/* Offline, nothing went out: not an attempt. */
-			attempts = api_offline(sv->api) ? NULL :
-				   cJSON_GetObjectItem(e, "attempts");
-			if (attempts)
-				cJSON_SetNumberValue(attempts,
-						     attempts->valuedouble + 1);
-			cJSON_DeleteItemFromObject(e, "last_error");
-			cJSON_AddStringToObject(e, "last_error",
-				api_offline(sv->api) ?
-				"offline: sent at the next online mount" :
-				"the API is unreachable");
-			journal_put(sv, key, e);
+			note_failure(sv, key, e);
 			free(key);
 			r.failed = true;
 			break;
