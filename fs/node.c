@@ -25,14 +25,18 @@ struct node *node_new(enum node_kind kind, const char *path)
 	return n;
 }
 
+/*
+ * References are taken under the file system's lock but dropped wherever
+ * a handler is done with a node, locked or not: the count is atomic.
+ */
 void node_ref(struct node *n)
 {
-	n->refs++;
+	__atomic_add_fetch(&n->refs, 1, __ATOMIC_RELAXED);
 }
 
 void node_unref(struct node *n)
 {
-	if (!n || --n->refs)
+	if (!n || __atomic_sub_fetch(&n->refs, 1, __ATOMIC_ACQ_REL))
 		return;
 	free(n->path);
 	free(n->link);

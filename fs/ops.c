@@ -939,6 +939,7 @@ static int with_local(const char *path, void (*fn)(struct node *, void *),
 		      void *arg)
 {
 	struct fs *fs = get_fs();
+	bool shown = false;
 	struct stat st;
 	struct node *n;
 
@@ -946,8 +947,9 @@ static int with_local(const char *path, void (*fn)(struct node *, void *),
 	n = strmap_get(fs->nodes, path);
 	if (n && n->kind == NODE_FILE && n->scratch && fn)
 		fn(n, arg);
+	shown = n && n->kind != NODE_HIDDEN;
 	pthread_mutex_unlock(&fs->lock);
-	if (n && n->kind != NODE_HIDDEN)
+	if (shown)
 		return 0;
 	return op_getattr(path, &st, NULL);	/* exists, or why not */
 }

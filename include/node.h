@@ -25,7 +25,7 @@ enum node_kind {
 };
 
 struct node {
-	unsigned refs;
+	unsigned refs;		/* atomic: see node_unref */
 	enum node_kind kind;
 	char *path;		/* where the node is in the table */
 	char *link;		/* symlink target */
