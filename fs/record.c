@@ -346,20 +346,33 @@ bool record_field_readonly(const char *name)
 	       !strcmp(name, "creationTime") || !strcmp(name, "updatedTime");
 }
 
-const char *record_readonly_change(const cJSON *base, const cJSON *edited)
+const char *record_readonly_change(const cJSON *base, const cJSON *edited,
+				   const char *skip)
 {
 	const cJSON *f;
 
 	cJSON_ArrayForEach(f, edited) {
 		const cJSON *old;
 
-		if (!f->string || !record_field_readonly(f->string))
+		if (!f->string || !record_field_readonly(f->string) ||
+		    (skip && !strcmp(f->string, skip)))
 			continue;
 		old = cJSON_GetObjectItemCaseSensitive(base, f->string);
 		if (!old || !cJSON_Compare(old, f, true))
 			return f->string;
 	}
 	return NULL;
+}
+
+void record_drop_readonly(cJSON *rec)
+{
+	cJSON *f, *next;
+
+	for (f = rec->child; f; f = next) {
+		next = f->next;
+		if (f->string && record_field_readonly(f->string))
+			cJSON_Delete(cJSON_DetachItemViaPointer(rec, f));
+	}
 }
 
 cJSON *record_diff(const cJSON *base, const cJSON *edited,

@@ -561,6 +561,38 @@ static int send_patch(struct save *sv, const struct save_req *req,
 }
 
 /*
+ * A text saved under the name a record was created from may still be the
+ * copy of another record it was made from (vim's :saveas, emacs's
+ * write-file): its read-only fields are that record's, dropped as at the
+ * create.  Under the record's own name a different id is a change.
+ */
+static bool foreign_copy(const struct save_req *req, const cJSON *edited)
+{
+	const char *id = record_id(edited);
+	size_t n = strlen(req->id);
+
+	if (!id || !strcmp(id, req->id))
+		return false;
+	return strncmp(req->name, req->id, n) || strcmp(req->name + n, ".json");
+}
+
+/*
+ * "updatedTime" when the text carries the updatedTime of a version of
+ * this record the mount handed out (an editor's buffer from before its
+ * own saves): that is not a change of a read-only field.
+ */
+static const char *older_version(struct save *sv, const struct save_req *req,
+				 const cJSON *edited)
+{
+	const char *updated = record_updated(edited);
+
+	if (updated && store_version_seen(sv->store, req->coll, req->id,
+					  updated))
+		return "updatedTime";
+	return NULL;
+}
+
+/*
  * An update sends the top-level fields the user changed from the version
  * the edit started from, less those the server already holds.  A text
  * without updatedTime is a partial record (say, the text a record was
@@ -584,11 +616,16 @@ static int commit_update(struct save *sv, const struct save_req *req,
 		return refuse(sv, req, -EINVAL,
 			      "the text is not one JSON object "
 			      "(nothing was sent)");
+	if (foreign_copy(req, edited))
+		record_drop_readonly(edited);
 	base = edit_base(sv, req, edited);
 	if (!base)
 		base = cJSON_CreateObject();	/* unknown: send every field */
 
-	field = base->child ? record_readonly_change(base, edited) : NULL;
+	field = base->child ? record_readonly_change(base, edited,
+						     older_version(sv, req,
+								   edited)) :
+			      NULL;
 	if (field) {
 		snprintf(why, sizeof(why), "field '%s' is read-only (nothing "
 			 "was sent)", field);
@@ -605,6 +642,9 @@ static int commit_update(struct save *sv, const struct save_req *req,
 		err = check_conflict(sv, req, base, current, pending, patch);
 	if (err)
 		goto out;
+	if (current && record_updated(edited))
+		store_add_own_reverts(sv->store, req->coll, req->id, edited,
+				      current, patch);
 	if (current)
 		record_patch_prune(patch, current);
 	if (!patch->child) {

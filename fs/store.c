@@ -85,14 +85,19 @@ bool store_plausible_id(const char *id)
 	return n > 0 && n <= 128;
 }
 
-/* The last few versions of one record handed out, oldest overwritten. */
-#define VERSIONS 4
+/*
+ * The last few versions of one record handed out, oldest overwritten, and
+ * the updatedTime of every version handed out (up to SEEN of them).
+ */
+#define VERSIONS 8
+#define SEEN 256
 
 struct versions {
 	char *updated[VERSIONS];
 	char *text[VERSIONS];
 	size_t len[VERSIONS];
 	unsigned next;
+	cJSON *seen;		/* array of updatedTime strings, oldest first */
 	cJSON *written;		/* fields this mount last wrote, by name */
 };
 
@@ -105,6 +110,7 @@ static void versions_free(void *p)
 		free(v->updated[i]);
 		free(v->text[i]);
 	}
+	cJSON_Delete(v->seen);
 	cJSON_Delete(v->written);
 	free(v);
 }
@@ -826,6 +832,17 @@ static struct versions *versions_of(struct store *s, const char *key)
 	return v;
 }
 
+static void note_seen(struct versions *v, const char *updated)
+{
+	if (!v->seen)
+		v->seen = cJSON_CreateArray();
+	if (!v->seen)
+		return;
+	if (cJSON_GetArraySize(v->seen) >= SEEN)
+		cJSON_DeleteItemFromArray(v->seen, 0);
+	cJSON_AddItemToArray(v->seen, cJSON_CreateString(updated));
+}
+
 void store_remember(struct store *s, enum coll c, const char *id,
 		    const char *text, size_t len)
 {
@@ -848,8 +865,28 @@ void store_remember(struct store *s, enum coll c, const char *id,
 		v->updated[i] = strdup(updated);
 		v->text[i] = strndup(text, len);
 		v->len[i] = v->text[i] ? len : 0;
+		note_seen(v, updated);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+bool store_version_seen(struct store *s, enum coll c, const char *id,
+			const char *updated)
+{
+	const cJSON *t, *list;
+	struct versions *v;
+	char key[300];
+	bool seen = false;
+
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = strmap_get(s->versions, key);
+	list = v ? v->seen : NULL;
+	cJSON_ArrayForEach(t, list)
+		if (cJSON_IsString(t) && !strcmp(t->valuestring, updated))
+			seen = true;
+	pthread_mutex_unlock(&s->lock);
+	return seen;
 }
 
 char *store_version(struct store *s, enum coll c, const char *id,
@@ -916,6 +953,35 @@ void store_drop_own(struct store *s, enum coll c, const char *id,
 		mine = cJSON_GetObjectItemCaseSensitive(v->written, f->string);
 		if (mine && cJSON_Compare(mine, f, true))
 			cJSON_Delete(cJSON_DetachItemViaPointer(changes, f));
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_add_own_reverts(struct store *s, enum coll c, const char *id,
+			   const cJSON *edited, const cJSON *current,
+			   cJSON *patch)
+{
+	const cJSON *f, *mine, *now, *written;
+	struct versions *v;
+	char key[300];
+
+	record_key(key, sizeof(key), c, id);
+	pthread_mutex_lock(&s->lock);
+	v = strmap_get(s->versions, key);
+	written = v ? v->written : NULL;
+	cJSON_ArrayForEach(f, written) {
+		cJSON *want;
+
+		if (cJSON_GetObjectItemCaseSensitive(patch, f->string))
+			continue;
+		mine = cJSON_GetObjectItemCaseSensitive(edited, f->string);
+		now = cJSON_GetObjectItemCaseSensitive(current, f->string);
+		if (mine ? now && cJSON_Compare(mine, now, true) :
+			   !now || cJSON_IsNull(now))
+			continue;
+		want = mine ? cJSON_Duplicate(mine, true) : cJSON_CreateNull();
+		if (want)
+			cJSON_AddItemToObject(patch, f->string, want);
 	}
 	pthread_mutex_unlock(&s->lock);
 }

@@ -60,11 +60,16 @@ const char *record_updated(const cJSON *rec);
 bool record_field_readonly(const char *name);
 
 /*
- * The first read-only field whose value differs between @base and @edited
- * (present in both, or added by the edit), or NULL.  A read-only field the
- * edit dropped is not a change: the server keeps it either way.
+ * The first read-only field other than @skip (may be NULL) whose value
+ * differs between @base and @edited (present in both, or added by the
+ * edit), or NULL.  A read-only field the edit dropped is not a change: the
+ * server keeps it either way.
  */
-const char *record_readonly_change(const cJSON *base, const cJSON *edited);
+const char *record_readonly_change(const cJSON *base, const cJSON *edited,
+				   const char *skip);
+
+/* Remove every read-only field from @rec. */
+void record_drop_readonly(cJSON *rec);
 
 /*
  * The PATCH body that turns @base into @edited: every writable top-level

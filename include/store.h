@@ -126,6 +126,13 @@ int store_companies(struct store *s, char ***ids, size_t *n);
 void store_remember(struct store *s, enum coll c, const char *id,
 		    const char *text, size_t len);
 
+/*
+ * Whether this mount ever handed out the version of @id whose updatedTime
+ * is @updated (its text may be forgotten by now).
+ */
+bool store_version_seen(struct store *s, enum coll c, const char *id,
+			const char *updated);
+
 /* The remembered text of @id whose updatedTime is @updated (malloc'd). */
 char *store_version(struct store *s, enum coll c, const char *id,
 		    const char *updated, size_t *len);
@@ -142,6 +149,17 @@ void store_note_written(struct store *s, enum coll c, const char *id,
 /* Remove from @changes every field whose value this mount wrote last. */
 void store_drop_own(struct store *s, enum coll c, const char *id,
 		    cJSON *changes);
+
+/*
+ * Within one mount the last save wins, as on a local disk: add to @patch
+ * every field this mount wrote whose value in the full text @edited (a
+ * missing field is null) differs from the server's @current, so that an
+ * undo, a restored backup or an older buffer takes those fields back.
+ * Fields changed elsewhere are left to the field-level rules.
+ */
+void store_add_own_reverts(struct store *s, enum coll c, const char *id,
+			   const cJSON *edited, const cJSON *current,
+			   cJSON *patch);
 
 /* Counters for .klipy/status. */
 void store_counters(struct store *s, uint64_t *hits, uint64_t *misses);

@@ -6,6 +6,7 @@ emulator's record and its request log.
 """
 
 import errno
+import json
 import os
 import subprocess
 import time
@@ -14,8 +15,8 @@ import pytest
 
 import editors
 from mountutil import is_mounted
-from test_write import (api_call, expect, listed, people, person, read,
-			records, server, settle, status_files, text,
+from test_write import (api_call, body_keys, expect, listed, people, person,
+			read, records, server, settle, status_files, text,
 			with_field, write_file)
 
 
@@ -53,6 +54,64 @@ def test_a_second_save_from_an_old_buffer_wins_within_the_mount(emulator,
 	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
 			  ('PATCH', '/people/' + rec['id'], {'title'})])
 	assert server(emulator, 'people', rec['id'])['title'] == 'From B'
+
+
+@pytest.mark.skipif(not editors.have('vim'), reason='vim not installed')
+def test_vim_undo_then_save_takes_the_change_back(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	res = vim_script(path, '%s/"title": .*/"title": "Oops",/', 'w', 'undo',
+			 'w', 'q')
+	assert res.returncode == 0, res.stdout + res.stderr
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
+			  ('PATCH', '/people/' + rec['id'], {'title'})])
+	new = server(emulator, 'people', rec['id'])
+	assert new['title'] == rec['title']
+	assert read(path) == text(new)
+
+
+def test_restoring_a_copy_takes_this_mounts_changes_back(emulator, mnt,
+							tmp_path):
+	rec, path = person(emulator, mnt)
+	backup = tmp_path / 'backup.json'
+	backup.write_text(read(path))
+	subprocess.run(['sed', '-i', 's/"title": [^,]*/"title": "Changed"/',
+			path], check=True)
+	subprocess.run(['cp', str(backup), path], check=True)
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
+			  ('PATCH', '/people/' + rec['id'], {'title'})])
+	assert server(emulator, 'people', rec['id'])['title'] == rec['title']
+
+
+def test_many_saves_from_one_buffer_all_go_through(emulator, mnt):
+	"""An editor keeps the updatedTime it read across all its saves, more
+	of them than the versions the daemon keeps texts of."""
+	rec, path = person(emulator, mnt)
+	old = read(path)
+	for i in range(12):
+		assert write_file(path, with_field(old, 'title', 'V%d' % i)) \
+			is None
+	assert [r['method'] for r in settle(emulator, 12)] == ['PATCH'] * 12
+	assert server(emulator, 'people', rec['id'])['title'] == 'V11'
+
+
+def test_second_save_under_a_saveas_name_patches(emulator, mnt):
+	"""vim's :saveas new.json keeps the buffer, with the old record's id:
+	the first save creates, the second patches the new record."""
+	rec, path = person(emulator, mnt)
+	copy = json.loads(read(path))
+	copy['email'] = 'saveas.copy@example.com'
+	new_path = mnt.p('people', 'saveas-copy.json')
+	assert write_file(new_path, text(copy),
+			  os.O_WRONLY | os.O_CREAT | os.O_TRUNC) is None
+	reqs = [r for r in settle(emulator, 1) if r['method'] != 'GET']
+	assert [r['method'] for r in reqs] == ['POST']
+	emulator.reset()
+	copy['title'] = 'Second save'
+	assert write_file(new_path, text(copy)) is None
+	reqs = [r for r in settle(emulator, 1) if r['method'] != 'GET']
+	assert [(r['method'], body_keys(r)) for r in reqs] == \
+		[('PATCH', {'title'})]
+	assert server(emulator, 'people', rec['id']) == rec
 
 
 @pytest.mark.skipif(not editors.have('vim'), reason='vim not installed')

@@ -22,9 +22,9 @@ import pytest
 
 from mountutil import Traffic, iso_to_epoch
 from test_write import (DELIVERY_TIMEOUT, _fmt, _patches_ok,
-			_wait_delivered, api_path, body_keys, body_of, expect,
-			listed, people, person, read, records, server, settle,
-			status_files, text, with_field, write_file)
+			_wait_delivered, api_call, api_path, body_keys, body_of,
+			expect, listed, people, person, read, records, server,
+			settle, status_files, text, with_field, write_file)
 
 
 # ---------------------------------------------------------------- helpers
@@ -604,8 +604,10 @@ def test_second_save_from_an_open_editor_patches_only_its_change(
 	assert read(path) == text(now)
 
 
-def test_stale_buffers_of_two_writers_keep_both_fields(emulator, mnt):
-	"""Two editors read the same version; each saves its own field."""
+def test_stale_buffers_of_two_writers_last_save_wins(emulator, mnt):
+	"""Two buffers of one mount read the same version and each changes
+	its own field: the last save wins for what this mount wrote, as on a
+	local disk (an editor warns that the file changed since it was read)."""
 	rec, path = person(emulator, mnt)
 	old = read(path)
 	assert write_file(path, with_field(old, 'title', 'From A')) is None
@@ -613,10 +615,29 @@ def test_stale_buffers_of_two_writers_keep_both_fields(emulator, mnt):
 	assert write_file(path, with_field(old, 'phone', '+1 555 0100')) \
 		is None
 	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
-			  ('PATCH', '/people/' + rec['id'], {'phone'})])
+			  ('PATCH', '/people/' + rec['id'], {'phone', 'title'})])
 	now = server(emulator, 'people', rec['id'])
-	assert (now['title'], now['phone']) == ('From A', '+1 555 0100')
+	assert (now['title'], now['phone']) == (rec['title'], '+1 555 0100')
 	assert read(path) == text(now)
+
+
+def test_other_fields_changed_elsewhere_survive_a_stale_buffer(emulator,
+								 mnt):
+	"""A change made by another client to a field the user did not touch
+	survives a save from an older buffer."""
+	rec, path = person(emulator, mnt)
+	old = read(path)
+	status, _ = api_call(emulator, 'PATCH', '/people/' + rec['id'],
+			     {'title': 'Set elsewhere'})
+	assert status == 200
+	emulator.reset()
+	assert write_file(path, with_field(old, 'phone', '+1 555 0101')) \
+		is None
+	reqs = [r for r in settle(emulator) if r['method'] != 'GET']
+	assert [(r['method'], body_keys(r)) for r in reqs] == \
+		[('PATCH', {'phone'})]
+	now = server(emulator, 'people', rec['id'])
+	assert (now['title'], now['phone']) == ('Set elsewhere', '+1 555 0101')
 
 
 def test_stale_buffer_changing_the_same_field_last_save_wins(emulator, mnt):

@@ -151,9 +151,16 @@ static void test_readonly_changes_are_found(void)
 	cJSON *moved = cJSON_Parse("{\"id\":\"y\",\"a\":1}");
 	cJSON *added = cJSON_Parse("{\"id\":\"x\",\"updatedTime\":\"z\"}");
 
-	CHECK(record_readonly_change(base, same) == NULL);
-	CHECK(!strcmp(record_readonly_change(base, moved) ?: "", "id"));
-	CHECK(!strcmp(record_readonly_change(base, added) ?: "", "updatedTime"));
+	CHECK(record_readonly_change(base, same, NULL) == NULL);
+	CHECK(!strcmp(record_readonly_change(base, moved, NULL) ?: "", "id"));
+	CHECK(!strcmp(record_readonly_change(base, added, NULL) ?: "",
+		      "updatedTime"));
+	CHECK(record_readonly_change(base, added, "updatedTime") == NULL);
+	CHECK(!strcmp(record_readonly_change(base, moved, "updatedTime") ?: "",
+		      "id"));
+	record_drop_readonly(moved);
+	CHECK(!cJSON_GetObjectItem(moved, "id"));
+	CHECK(cJSON_GetObjectItem(moved, "a") != NULL);
 	cJSON_Delete(base);
 	cJSON_Delete(same);
 	cJSON_Delete(moved);
