@@ -37,6 +37,8 @@ struct handle {
 	bool writer;
 	char *snap;
 	size_t snap_len;
+	mode_t snap_mode;	/* what fstat shows of a snapshot */
+	int64_t snap_mtime;	/* ms */
 };
 
 /* An open collection directory. */
@@ -254,6 +256,30 @@ static struct status_source status_of(struct fs *fs)
 	return src;
 }
 
+/*
+ * The attributes of an open file whose name is gone (unlinked, or
+ * replaced by a rename save while open): libfuse then passes a NULL path
+ * with the handle.  NEEDSWORK: a stat without the handle (fstat(2)) of
+ * such a file fails with ESTALE inside libfuse's high-level layer, which
+ * has no path for it; only the low-level API could answer it.
+ */
+static int stat_handle(struct fs *fs, struct fuse_file_info *fi,
+		       struct stat *st)
+{
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+
+	if (!h)
+		return -ESTALE;
+	if (h->node) {
+		pthread_mutex_lock(&fs->lock);
+		fill_node(fs, st, h->node);
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
+	fill_file(fs, st, h->snap_mode, h->snap_len, h->snap_mtime);
+	return 0;
+}
+
 static int op_getattr(const char *path, struct stat *st,
 		      struct fuse_file_info *fi)
 {
@@ -263,7 +289,8 @@ static int op_getattr(const char *path, struct stat *st,
 	char *text;
 	size_t len;
 
-	(void)fi;
+	if (!path)
+		return stat_handle(fs, fi, st);
 	path_parse(path, &fp);
 	switch (fp.kind) {
 	case P_ROOT:
@@ -504,6 +531,8 @@ static int open_snapshot(struct fuse_file_info *fi, char *text, size_t len,
 	}
 	h->snap = text;
 	h->snap_len = len;
+	h->snap_mode = 0444;
+	h->snap_mtime = store_now_ms();
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = direct;
 	/* Nothing to save at close: spare the kernel a FLUSH round trip. */
@@ -544,6 +573,7 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	const struct cache_record *prev;
 	struct cache_record rec;
 	bool size_ok, same_text;
+	int64_t mtime;
 	struct shown *s;
 	int err;
 
@@ -561,9 +591,15 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	pthread_mutex_unlock(&fs->lock);
 	if (!same_text)
 		store_remember(fs->store, c, id, rec.text, rec.len);
+	mtime = rec.mtime;
 	err = open_snapshot(fi, rec.text, rec.len, !size_ok);
-	if (!err)
+	if (!err) {
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+		h->snap_mode = record_mode(c);
+		h->snap_mtime = mtime;
 		fi->keep_cache = size_ok && same_text;
+	}
 	if (!err && !size_ok)
 		forget_attrs(path);	/* let the next stat see this size */
 	return err;
@@ -923,6 +959,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&fs->lock);
 		return err;
 	}
+	if (!path)
+		return -EBADF;	/* a read-only handle of a name now gone */
 	path_parse(path, &fp);
 	if (fp.kind != P_ENTRY)
 		return -EACCES;
@@ -943,6 +981,8 @@ static int with_local(const char *path, void (*fn)(struct node *, void *),
 	struct stat st;
 	struct node *n;
 
+	if (!path)
+		return 0;	/* through a handle whose name is gone */
 	pthread_mutex_lock(&fs->lock);
 	n = strmap_get(fs->nodes, path);
 	if (n && n->kind == NODE_FILE && n->scratch && fn)
