@@ -11,6 +11,7 @@
 #include "log.h"
 #include "node.h"
 #include "path.h"
+#include "record.h"
 #include "status.h"
 #include "strmap.h"
 
@@ -35,6 +36,7 @@ struct shown {
 struct handle {
 	struct node *node;
 	bool writer;
+	pid_t opener;		/* thread that opened it, for op_flush */
 	char *snap;
 	size_t snap_len;
 	mode_t snap_mode;	/* what fstat shows of a snapshot */
@@ -549,6 +551,7 @@ static int open_node(struct fuse_file_info *fi, struct node *n, bool writer)
 	node_ref(n);
 	h->node = n;
 	h->writer = writer;
+	h->opener = fuse_get_context()->pid;
 	if (writer)
 		n->writers++;
 	fi->fh = (uintptr_t)h;
@@ -828,6 +831,37 @@ static int take_error(struct fs *fs, struct node *n)
  * with O_TRUNC and closes a duplicate of the descriptor before anything
  * is written.  Should it stay empty, release saves (and refuses) it.
  */
+/* True when @n holds one whole JSON object. */
+static bool holds_object(struct fs *fs, struct node *n)
+{
+	cJSON *v = NULL;
+	bool ok;
+
+	pthread_mutex_lock(&fs->lock);
+	ok = !record_parse(n->buf ? n->buf : "", n->len, &v);
+	pthread_mutex_unlock(&fs->lock);
+	cJSON_Delete(v);
+	return ok;
+}
+
+/* The process (thread group) of thread @tid, or @tid once it is gone. */
+static pid_t tgid_of(pid_t tid)
+{
+	char path[64], line[128];
+	int tgid = tid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return tid;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid;
+}
+
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
@@ -837,6 +871,15 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 	int err;
 
 	if (!h->node || !h->writer)
+		return 0;
+	/*
+	 * Another process closing its copy of the descriptor (a command the
+	 * opening shell ran) may not have finished the text: unless it is a
+	 * whole JSON object by now, the opener's close, an fsync or the
+	 * release saves it.
+	 */
+	if (tgid_of(fuse_get_context()->pid) != tgid_of(h->opener) &&
+	    !holds_object(fs, h->node))
 		return 0;
 	if (!due(fs, h->node, true))
 		return take_error(fs, h->node);
@@ -1310,6 +1353,44 @@ static int rename_away(struct fs *fs, const char *from,
 	return err;
 }
 
+/* True when @n is a record being edited (not a scratch file or a draft). */
+static bool is_record(struct fs *fs, struct node *n)
+{
+	bool ret;
+
+	pthread_mutex_lock(&fs->lock);
+	ret = n->kind == NODE_FILE && !n->scratch && n->id;
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+/*
+ * Move a local file to a scratch name.  A record being edited becomes a
+ * scratch file there (never sent) and its own name is hidden, as when a
+ * record that is not open is renamed away.  Caller holds fs->lock.
+ */
+static int move_local(struct fs *fs, struct node *n, const char *from,
+		      const char *to)
+{
+	char *id = NULL;
+	int err;
+
+	if (n->kind == NODE_FILE && !n->scratch && n->id &&
+	    !(id = strdup(n->id)))
+		return -ENOMEM;
+	if (n->kind == NODE_FILE) {
+		n->scratch = true;
+		n->dirty = false;
+		n->draft = false;
+	}
+	table_del(fs, from);
+	err = table_put(fs, to, n);
+	if (!err && id)
+		err = table_hide(fs, from, id);
+	free(id);
+	return err;
+}
+
 static int op_rename(const char *from, const char *to, unsigned int flags)
 {
 	struct fs *fs = get_fs();
@@ -1336,18 +1417,17 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 		node_ref(src);
 	pthread_mutex_unlock(&fs->lock);
 
-	if (src && src->kind == NODE_FILE && tp.record)
+	if (src && src->kind == NODE_FILE && tp.record && !is_record(fs, src))
 		return rename_save(fs, src, from, to, &tp);
 	if (src) {
 		int err;
 
 		if (tp.record) {
 			node_unref(src);
-			return -EPERM;	/* symlinks to record names */
+			return -EPERM;	/* records keep their ids; symlinks */
 		}
 		pthread_mutex_lock(&fs->lock);
-		table_del(fs, from);
-		err = table_put(fs, to, src);
+		err = move_local(fs, src, from, to);
 		pthread_mutex_unlock(&fs->lock);
 		node_unref(src);
 		return err;

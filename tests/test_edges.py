@@ -274,3 +274,52 @@ def test_mount_point_of_a_killed_daemon_is_refused(emulator, mount_fs,
 	finally:
 		subprocess.run(['fusermount3', '-u', m.path])
 	assert not is_mounted(m.path)
+
+
+def test_open_record_renamed_to_a_scratch_name_is_never_sent(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	fd = os.open(path, os.O_RDWR)
+	try:
+		os.rename(path, path + '.bak')
+		os.lseek(fd, 0, os.SEEK_SET)
+		os.ftruncate(fd, 0)
+		os.write(fd, b'{"remarks": "scratch only"}')
+	finally:
+		os.close(fd)
+	assert read(path + '.bak') == '{"remarks": "scratch only"}'
+	assert not os.path.exists(path)
+	assert [r for r in settle(emulator) if r['method'] != 'GET'] == []
+	assert server(emulator, 'people', rec['id']) == rec
+
+
+def test_open_record_renamed_onto_another_record_is_eperm(emulator, mnt):
+	(a, b) = people(emulator, 2)
+	pa = mnt.p('people', a['id'] + '.json')
+	pb = mnt.p('people', b['id'] + '.json')
+	read(pa), read(pb)
+	emulator.reset()
+	fd = os.open(pa, os.O_RDWR)
+	try:
+		with pytest.raises(OSError) as e:
+			os.rename(pa, pb)
+		assert e.value.errno == errno.EPERM
+	finally:
+		os.close(fd)
+	assert [r for r in settle(emulator) if r['method'] != 'GET'] == []
+	assert read(pb) == text(b)
+
+
+def test_a_command_run_by_the_writing_shell_does_not_save_half(emulator,
+								mnt):
+	"""A subshell opens the file and runs /bin/echo on the same
+	descriptor: echo's close is not the end of the text."""
+	rec, path = person(emulator, mnt)
+	res = subprocess.run(['sh', '-c', '( printf \'{"title": \'; '
+			      '/bin/echo \'"From Script"\'; printf "}\\n" ) '
+			      '> "$1"', 'sh', path], capture_output=True,
+			     text=True)
+	assert res.returncode == 0, res.stderr
+	assert res.stderr == ''
+	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
+	assert server(emulator, 'people', rec['id'])['title'] == 'From Script'
+	assert status_files(mnt, 'rejected') == []
