@@ -443,12 +443,14 @@ static int commit(struct fs *fs, struct node *n)
 	base = n->base ? strdup(n->base) : NULL;
 	req.base_len = n->base_len;
 	path = strdup(n->path);
-	n->dirty = false;
-	pthread_mutex_unlock(&fs->lock);
-	if (!text || !path) {
+	if (!text || !path || (n->id && !id) || (n->base && !base)) {
+		n->error = -ENOMEM;	/* still dirty: the next close retries */
+		pthread_mutex_unlock(&fs->lock);
 		err = -ENOMEM;
 		goto out;
 	}
+	n->dirty = false;
+	pthread_mutex_unlock(&fs->lock);
 
 	path_parse(path, &fp);
 	req.coll = fp.coll;
@@ -890,6 +892,8 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 		return 0;
 	err = commit(fs, h->node);
 	forget_attrs(path);
+	if (err == -ENOMEM)
+		return err;	/* not even tried: the text is still dirty */
 	return err ? take_error(fs, h->node) : 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "record.h"
+#include "strmap.h"
 
 /* The server refuses bodies over 1 MiB; no need to ask it. */
 #define MAX_BODY (1024 * 1024)
@@ -25,6 +26,7 @@ struct save {
 	save_event_fn event;
 	void *event_arg;
 	pthread_mutex_t send_lock;	/* a queued entry sent vs. changed */
+	struct strmap *made;	/* "coll/name" -> id a queued create made */
 
 	pthread_mutex_t lock;	/* guards the fields below and journal order */
 	pthread_cond_t wake;
@@ -384,31 +386,65 @@ static bool blank(const char *text, size_t len)
 	return true;
 }
 
-/* Rewrite the queued create of @name, if there is one; true if so. */
-static bool requeue_create(struct save *sv, enum coll c, const char *name,
-			   const cJSON *body, const char *text)
+/*
+ * Rewrite the queued create of @name, if there is one: 1 if so, 0 if
+ * there is none, -errno when the journal could not be written.  When the
+ * queued create went out meanwhile, *made is the record it made
+ * (malloc'd): the save is an update of it.
+ */
+static int requeue_create(struct save *sv, enum coll c, const char *name,
+			  const cJSON *body, const char *text, char **made)
 {
 	struct queued q = { .coll = coll_name(c), .name = name,
 			    .method = is_create };
-	bool found;
+	char key[512];
+	const char *id;
+	int ret = 0;
 
+	*made = NULL;
+	rejected_key(key, sizeof(key), c, name);
 	pthread_mutex_lock(&sv->send_lock);
-	found = find_queued(sv, &q);
-	if (found) {
+	if (find_queued(sv, &q)) {
 		cJSON_ReplaceItemInObject(q.entry, "body",
 					  cJSON_Duplicate(body, true));
 		cJSON_ReplaceItemInObject(q.entry, "text",
 					  cJSON_CreateString(text));
-		journal_put(sv, q.key, q.entry);
+		ret = journal_put(sv, q.key, q.entry);
+		ret = ret ? ret : 1;
+	} else if ((id = strmap_get(sv->made, key))) {
+		*made = strdup(id);
+		ret = *made ? 0 : -ENOMEM;
 	}
 	pthread_mutex_unlock(&sv->send_lock);
 	queued_release(&q);
-	return found;
+	return ret;
+}
+
+static int commit_update(struct save *sv, const struct save_req *req,
+			 struct save_result *res);
+
+/* A save of a new file whose queued create has just made record @made. */
+static int update_made(struct save *sv, const struct save_req *req,
+		       char *made, struct save_result *res)
+{
+	struct save_req up = *req;
+	int err;
+
+	up.id = made;
+	up.base = NULL;
+	up.base_len = 0;
+	err = commit_update(sv, &up, res);
+	if (!err)
+		res->id = made;
+	else
+		free(made);
+	return err;
 }
 
 static int commit_create(struct save *sv, const struct save_req *req,
 			 struct save_result *res)
 {
+	char *made = NULL;
 	bool maybe = false;
 	struct api_error ae = { 0 };
 	cJSON *edited = NULL, *body;
@@ -423,9 +459,17 @@ static int commit_create(struct save *sv, const struct save_req *req,
 	body = create_body(req->coll, req->name, edited);
 	cJSON_Delete(edited);
 
-	if (requeue_create(sv, req->coll, req->name, body, req->text)) {
-		res->pending = true;
+	err = requeue_create(sv, req->coll, req->name, body, req->text,
+			     &made);
+	if (err || made)
 		cJSON_Delete(body);
+	if (err < 0)
+		return refuse(sv, req, err, "the write journal could not be "
+			      "updated");
+	if (made)
+		return update_made(sv, req, made, res);
+	if (err) {
+		res->pending = true;	/* the queued create takes this text */
 		return 0;
 	}
 	err = send_create(sv, req->coll, req->name, body, false, &res->id,
@@ -692,6 +736,20 @@ int save_delete(struct save *sv, enum coll c, const char *id,
 		       store_now_ms() + delay_ms, false);
 }
 
+/* Remember, for this mount, which record a queued create of @name made. */
+static void note_made(struct save *sv, enum coll c, const char *name,
+		      const char *id)
+{
+	char key[512], *copy = strdup(id);
+	void *old = NULL;
+
+	rejected_key(key, sizeof(key), c, name);
+	if (copy && !strmap_put(sv->made, key, copy, &old))
+		free(old);
+	else
+		free(copy);
+}
+
 /*
  * A queued create goes out as it stands when its turn comes: a later save
  * of the same new file rewrites the entry (see requeue_create) instead of
@@ -714,6 +772,8 @@ static int deliver_create(struct save *sv, const char *key, cJSON *queued,
 		was = cJSON_IsTrue(cJSON_GetObjectItem(e, "maybe_applied"));
 		err = send_create(sv, c, name, cJSON_GetObjectItem(e, "body"),
 				  was, new_id, ae, &maybe);
+		if (!err)
+			note_made(sv, c, name, *new_id);
 		if (!err && sv->event)
 			sv->event(sv->event_arg, SAVE_CREATED, c, name,
 				  *new_id);
@@ -787,6 +847,9 @@ static int deliver_delete(struct save *sv, const char *key, enum coll c,
 			store_forget(sv->store, c, id);
 			err = 0;
 		}
+		/* Gone while locked: a create now cannot take it back. */
+		if (err != -EAGAIN)
+			cache_blob_del(sv->cache, CACHE_JOURNAL, key);
 		*ae = res.err;
 	}
 	pthread_mutex_unlock(&sv->send_lock);
@@ -994,6 +1057,11 @@ int save_new(struct store *store, save_event_fn event, void *arg,
 	sv->api = store_api(store);
 	sv->event = event;
 	sv->event_arg = arg;
+	sv->made = strmap_new();
+	if (!sv->made) {
+		free(sv);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&sv->lock, NULL);
 	pthread_mutex_init(&sv->send_lock, NULL);
 	pthread_condattr_init(&ca);
@@ -1036,6 +1104,7 @@ void save_free(struct save *sv, int grace_s)
 	pthread_cond_destroy(&sv->wake);
 	pthread_mutex_destroy(&sv->lock);
 	pthread_mutex_destroy(&sv->send_lock);
+	strmap_free(sv->made, free);
 	free(sv);
 }
 
