@@ -235,13 +235,29 @@ bool record_utf8_valid(const char *text, size_t len)
 	return true;
 }
 
+bool record_has_escaped_nul(const char *text, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len; i++) {
+		if (text[i] != '\\')
+			continue;
+		if (text[i + 1] == 'u' && len - i >= 6 &&
+		    !memcmp(text + i + 2, "0000", 4))
+			return true;
+		i++;	/* whatever is escaped, it is not a backslash */
+	}
+	return false;
+}
+
 int record_parse(const char *text, size_t len, cJSON **out)
 {
 	const char *end = NULL;
 	cJSON *v;
 
 	*out = NULL;
-	if (memchr(text, '\0', len) || !record_utf8_valid(text, len))
+	if (memchr(text, '\0', len) || !record_utf8_valid(text, len) ||
+	    record_has_escaped_nul(text, len))
 		return -EINVAL;
 	v = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!v)

@@ -656,6 +656,9 @@ static int commit_update(struct save *sv, const struct save_req *req,
 	if (!record_utf8_valid(req->text, req->len))
 		return refuse(sv, req, -EINVAL, "the text is not valid UTF-8 "
 			      "(nothing was sent)");
+	if (record_has_escaped_nul(req->text, req->len))
+		return refuse(sv, req, -EINVAL, "a string holds \\u0000, "
+			      "which cannot be sent (nothing was sent)");
 	if (record_parse(req->text, req->len, &edited))
 		return refuse(sv, req, -EINVAL,
 			      "the text is not one JSON object "

@@ -23,9 +23,15 @@ char *record_format(const cJSON *rec, size_t *len);
 /*
  * Parse file text.  Returns 0 and the object in *out, or -EINVAL when the
  * text is not exactly one JSON object (whitespace around it is fine) in
- * valid UTF-8.
+ * valid UTF-8, or a string in it holds \u0000 (which cJSON cannot keep).
  */
 int record_parse(const char *text, size_t len, cJSON **out);
+
+/*
+ * True when a string in @text holds \u0000: cJSON would cut the string
+ * there, and the part after it would be lost without a word.
+ */
+bool record_has_escaped_nul(const char *text, size_t len);
 
 /* True when @text is well-formed UTF-8 (no overlongs, no surrogates). */
 bool record_utf8_valid(const char *text, size_t len);

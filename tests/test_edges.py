@@ -323,3 +323,13 @@ def test_a_command_run_by_the_writing_shell_does_not_save_half(emulator,
 	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'})])
 	assert server(emulator, 'people', rec['id'])['title'] == 'From Script'
 	assert status_files(mnt, 'rejected') == []
+
+
+def test_a_string_holding_u0000_is_refused_not_cut(emulator, mnt):
+	rec, path = person(emulator, mnt)
+	txt = read(path).replace('"id"', '"remarks": "before\\u0000after",\n'
+				 '  "id"', 1)
+	assert write_file(path, txt) == errno.EINVAL
+	expect(emulator, [])
+	assert server(emulator, 'people', rec['id']) == rec
+	assert '\\u0000' in mnt.log()

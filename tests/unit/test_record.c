@@ -235,6 +235,9 @@ static void test_utf8_is_checked(void)
 		CHECK(!record_utf8_valid(bad[i], strlen(bad[i])));
 	CHECK(record_parse("{\"a\":\"\xff\"}", 8, &v) == -EINVAL);
 	CHECK(v == NULL);
+	CHECK(record_parse("{\"a\":\"x\\u0000y\"}", 16, &v) == -EINVAL);
+	CHECK(record_parse("{\"a\":\"x\\\\u0000y\"}", 17, &v) == 0);
+	cJSON_Delete(v);
 }
 
 int main(void)
