@@ -68,6 +68,7 @@ struct api {
 	/* Everything below is under lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t pace_cond;	/* the pacer's state changed */
+	int64_t pace_logged_until;	/* monotonic ms: a stall was logged */
 	pthread_cond_t flight_cond;	/* a flight landed */
 	int64_t *starts;	/* ring of request starts (monotonic ms) */
 	int nstarts, start_head;
@@ -401,6 +402,23 @@ static int64_t pace_ready_at(struct api *api, int64_t now)
 }
 
 /*
+ * Say so when the budget is spent and file operations will stall: once per
+ * stall of a second or more (not once per waiting request), and at debug
+ * level every time.  Caller holds api->lock.
+ */
+static void pace_note(struct api *api, int64_t now, int64_t at)
+{
+	log_debug("pacing: waiting %lld ms for the rate limit",
+		  (long long)(at - now));
+	if (at - now < 1000 || now < api->pace_logged_until)
+		return;
+	api->pace_logged_until = at;
+	log_info("the API's rate limit is spent: requests wait %lld s for "
+		 "the next window (see .klipy/status)",
+		 (long long)((at - now + 999) / 1000));
+}
+
+/*
  * Wait until a request may start under both limits, then count it as
  * started.  The wait is a timed condition wait, so the lock is free while
  * we sleep and every finished request wakes us to look again.
@@ -420,8 +438,7 @@ static void pace_acquire(struct api *api)
 		if (!counted) {
 			api->paced_waits++;
 			counted = true;
-			log_debug("pacing: waiting %lld ms for the rate limit",
-				  (long long)(at - now));
+			pace_note(api, now, at);
 		}
 		ts = mono_deadline(at);
 		pthread_cond_timedwait(&api->pace_cond, &api->lock, &ts);

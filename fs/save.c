@@ -200,7 +200,10 @@ static int enqueue(struct save *sv, const char *method, enum coll c,
 			name, strerror(-err));
 		return err;
 	}
-	if (!not_before)
+	if (!not_before && api_offline(sv->api))
+		log_info("offline: '%s %s/%s' is queued for the next online "
+			 "mount", method, coll_name(c), name);
+	else if (!not_before)
 		log_warn("the API is unreachable: '%s %s/%s' is queued and "
 			 "will be retried", method, coll_name(c), name);
 	pthread_mutex_lock(&sv->lock);
