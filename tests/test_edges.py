@@ -43,19 +43,6 @@ def test_vim_saving_the_same_field_twice_patches_twice(emulator, mnt):
 	assert 'CONFLICT' not in mnt.log()
 
 
-def test_a_second_save_from_an_old_buffer_wins_within_the_mount(emulator,
-								  mnt):
-	"""Two saves of one field from texts of the same version: the last
-	wins, as on a local disk; only changes made elsewhere conflict."""
-	rec, path = person(emulator, mnt)
-	old = read(path)
-	assert write_file(path, with_field(old, 'title', 'From A')) is None
-	assert write_file(path, with_field(old, 'title', 'From B')) is None
-	expect(emulator, [('PATCH', '/people/' + rec['id'], {'title'}),
-			  ('PATCH', '/people/' + rec['id'], {'title'})])
-	assert server(emulator, 'people', rec['id'])['title'] == 'From B'
-
-
 @pytest.mark.skipif(not editors.have('vim'), reason='vim not installed')
 def test_vim_undo_then_save_takes_the_change_back(emulator, mnt):
 	rec, path = person(emulator, mnt)
