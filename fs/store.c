@@ -19,7 +19,7 @@ struct store {
 	struct store_config cfg;
 
 	pthread_mutex_t lock;		/* guards missing and versions */
-	/* One first-page fetch per collection at a time: see list_begin. */
+	/* One first-page fetch per collection at a time: store_list_begin. */
 	pthread_mutex_t begin_lock[COLL_COUNT];
 	struct strmap *missing;		/* "coll/id" -> int64_t expiry (ms) */
 	struct strmap *versions;	/* "coll/id" -> struct versions */
