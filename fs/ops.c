@@ -524,8 +524,9 @@ static int edit_node(struct fs *fs, const char *path, enum coll c,
 
 /* Open and create */
 
+/* A read-only handle on @text (taken over), shown with @mode and @mtime_ms. */
 static int open_snapshot(struct fuse_file_info *fi, char *text, size_t len,
-			 bool direct)
+			 mode_t mode, int64_t mtime_ms, bool direct)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -535,8 +536,8 @@ static int open_snapshot(struct fuse_file_info *fi, char *text, size_t len,
 	}
 	h->snap = text;
 	h->snap_len = len;
-	h->snap_mode = 0444;
-	h->snap_mtime = store_now_ms();
+	h->snap_mode = mode;
+	h->snap_mtime = mtime_ms;
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = direct;
 	/* Nothing to save at close: spare the kernel a FLUSH round trip. */
@@ -578,7 +579,6 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	const struct cache_record *prev;
 	struct cache_record rec;
 	bool size_ok, same_text;
-	int64_t mtime;
 	struct shown *s;
 	int err;
 
@@ -596,15 +596,10 @@ static int open_record_read(struct fs *fs, const char *path, enum coll c,
 	pthread_mutex_unlock(&fs->lock);
 	if (!same_text)
 		store_remember(fs->store, c, id, rec.text, rec.len);
-	mtime = rec.mtime;
-	err = open_snapshot(fi, rec.text, rec.len, !size_ok);
-	if (!err) {
-		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
-		h->snap_mode = record_mode(c);
-		h->snap_mtime = mtime;
+	err = open_snapshot(fi, rec.text, rec.len, record_mode(c), rec.mtime,
+			    !size_ok);
+	if (!err)
 		fi->keep_cache = size_ok && same_text;
-	}
 	if (!err && !size_ok)
 		forget_attrs(path);	/* let the next stat see this size */
 	return err;
@@ -682,13 +677,15 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 			return -EACCES;
 		src = status_of(fs);
 		text = status_text(&src, &len);
-		return text ? open_snapshot(fi, text, len, true) : -ENOMEM;
+		return text ? open_snapshot(fi, text, len, 0444,
+					    store_now_ms(), true) : -ENOMEM;
 	case P_REJ_FILE:
 		if (wants_write(fi))
 			return -EACCES;
 		err = save_rejected_text(fs->save, fp.coll, fp.name, &text,
 					 &len);
-		return err ? err : open_snapshot(fi, text, len, true);
+		return err ? err : open_snapshot(fi, text, len, 0644,
+						 store_now_ms(), true);
 	case P_ENTRY:
 		return open_entry(fs, path, &fp, fi);
 	default:
@@ -864,6 +861,12 @@ static pid_t tgid_of(pid_t tid)
 	return tgid;
 }
 
+/* Whether threads @a and @b belong to one process; /proc only if they differ. */
+static bool same_process(pid_t a, pid_t b)
+{
+	return a == b || tgid_of(a) == tgid_of(b);
+}
+
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
@@ -880,7 +883,7 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 	 * whole JSON object by now, the opener's close, an fsync or the
 	 * release saves it.
 	 */
-	if (tgid_of(fuse_get_context()->pid) != tgid_of(h->opener) &&
+	if (!same_process(fuse_get_context()->pid, h->opener) &&
 	    !holds_object(fs, h->node))
 		return 0;
 	if (!due(fs, h->node, true))

@@ -39,8 +39,8 @@ struct save {
 
 /* Refusals */
 
-static void rejected_key(char *key, size_t size, enum coll c,
-			 const char *name)
+/* "coll/name": how rejected texts and made records are keyed. */
+static void file_key(char *key, size_t size, enum coll c, const char *name)
 {
 	snprintf(key, size, "%s/%s", coll_name(c), name);
 }
@@ -72,7 +72,7 @@ static int reject(struct save *sv, enum coll c, const char *name,
 	char key[512], *val;
 	cJSON *o = cJSON_CreateObject();
 
-	rejected_key(key, sizeof(key), c, name);
+	file_key(key, sizeof(key), c, name);
 	cJSON_AddStringToObject(o, "reason", why);
 	cJSON_AddStringToObject(o, "errno", strerror(-err));
 	cJSON_AddItemToObject(o, "text", cJSON_CreateString(text));
@@ -405,7 +405,7 @@ static int requeue_create(struct save *sv, enum coll c, const char *name,
 	int ret = 0;
 
 	*made = NULL;
-	rejected_key(key, sizeof(key), c, name);
+	file_key(key, sizeof(key), c, name);
 	pthread_mutex_lock(&sv->send_lock);
 	if (find_queued(sv, &q)) {
 		cJSON_ReplaceItemInObject(q.entry, "body",
@@ -749,7 +749,7 @@ static void note_made(struct save *sv, enum coll c, const char *name,
 	char key[512], *copy = strdup(id);
 	void *old = NULL;
 
-	rejected_key(key, sizeof(key), c, name);
+	file_key(key, sizeof(key), c, name);
 	if (copy && !strmap_put(sv->made, key, copy, &old))
 		free(old);
 	else
@@ -1207,7 +1207,7 @@ int save_rejected_text(struct save *sv, enum coll c, const char *name,
 	const char *t;
 	int err;
 
-	rejected_key(key, sizeof(key), c, name);
+	file_key(key, sizeof(key), c, name);
 	err = cache_blob_get(sv->cache, CACHE_REJECTED, key, &val, &vlen);
 	if (err)
 		return err;
@@ -1224,7 +1224,7 @@ int save_rejected_remove(struct save *sv, enum coll c, const char *name)
 {
 	char key[512];
 
-	rejected_key(key, sizeof(key), c, name);
+	file_key(key, sizeof(key), c, name);
 	return cache_blob_del(sv->cache, CACHE_REJECTED, key);
 }
 
